@@ -1,0 +1,129 @@
+import { resolve } from "node:path";
+
+/**
+ * Everything imgvault can be told, read once at start-up. This module is the only reader of
+ * `process.env`; the rest of the code receives a `Config`. Every problem is reported at once.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  logLevel: string;
+  /** Largest upload accepted, checked while streaming. */
+  maxUploadBytes: number;
+  /** Largest width × height accepted, read from the header before any decode. */
+  maxPixels: number;
+  /** Most frames (animation) or pages (TIFF) accepted. */
+  maxFrames: number;
+  /** Bytes of recently served images kept in memory; 0 turns the cache off. */
+  hotCacheBytes: number;
+  /** Images larger than this are always streamed from storage, never cached in memory. */
+  hotCacheMaxItemBytes: number;
+  /** Concurrent image decodes/encodes; the rest wait in a bounded queue. */
+  imageConcurrency: number;
+  /** Image jobs allowed to wait; beyond that the answer is 503 with Retry-After. */
+  imageQueueLimit: number;
+  database: { kind: "sqlite"; file: string } | { kind: "postgres"; url: string; poolSize: number };
+  storage:
+    | { kind: "fs"; dir: string }
+    | {
+        kind: "s3";
+        endpoint: string | undefined;
+        region: string;
+        bucket: string;
+        accessKeyId: string | undefined;
+        secretAccessKey: string | undefined;
+        forcePathStyle: boolean;
+        prefix: string;
+      };
+}
+
+export type ConfigOverrides = Partial<Pick<Config, "host" | "port" | "dataDir" | "logLevel">>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const raw = env[name]?.toLowerCase();
+    if (raw === undefined || raw === "") return fallback;
+    if (["1", "true", "yes", "on"].includes(raw)) return true;
+    if (["0", "false", "no", "off"].includes(raw)) return false;
+    problems.push(`${name} must be true or false, got "${env[name]}"`);
+    return fallback;
+  };
+  const str = (name: string): string | undefined => (env[name] === "" ? undefined : env[name]);
+
+  const dataDir = resolve(overrides.dataDir ?? str("IMGVAULT_DATA_DIR") ?? "data");
+  const port = overrides.port ?? int("IMGVAULT_PORT", 8000, 0, 65535);
+  if (overrides.port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    problems.push(`port must be an integer from 0 to 65535, got "${String(overrides.port)}"`);
+  }
+
+  const databaseUrl = str("DATABASE_URL");
+  let database: Config["database"] = { kind: "sqlite", file: resolve(dataDir, "imgvault.sqlite") };
+  if (databaseUrl !== undefined) {
+    if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
+      database = { kind: "postgres", url: databaseUrl, poolSize: int("DATABASE_POOL_SIZE", 10, 1, 1000) };
+    } else if (databaseUrl.startsWith("sqlite:")) {
+      database = { kind: "sqlite", file: resolve(databaseUrl.slice("sqlite:".length).replace(/^\/\//, "")) };
+    } else {
+      problems.push(`DATABASE_URL must start with postgres://, postgresql:// or sqlite:, got "${databaseUrl}"`);
+    }
+  }
+
+  const storageKind = str("STORAGE") ?? "fs";
+  let storage: Config["storage"] = { kind: "fs", dir: resolve(dataDir, "blobs") };
+  if (storageKind === "s3") {
+    const bucket = str("S3_BUCKET");
+    if (bucket === undefined) problems.push("S3_BUCKET is required when STORAGE=s3");
+    storage = {
+      kind: "s3",
+      endpoint: str("S3_ENDPOINT"),
+      region: str("S3_REGION") ?? "us-east-1",
+      bucket: bucket ?? "",
+      accessKeyId: str("S3_ACCESS_KEY_ID"),
+      secretAccessKey: str("S3_SECRET_ACCESS_KEY"),
+      forcePathStyle: bool("S3_FORCE_PATH_STYLE", true),
+      prefix: str("S3_PREFIX") ?? "",
+    };
+  } else if (storageKind !== "fs") {
+    problems.push(`STORAGE must be "fs" or "s3", got "${storageKind}"`);
+  }
+
+  const config: Config = {
+    host: overrides.host ?? str("IMGVAULT_HOST") ?? "127.0.0.1",
+    port,
+    dataDir,
+    logLevel: overrides.logLevel ?? str("LOG_LEVEL") ?? "info",
+    maxUploadBytes: int("IMGVAULT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, 1),
+    maxPixels: int("IMGVAULT_MAX_PIXELS", 100_000_000, 1),
+    maxFrames: int("IMGVAULT_MAX_FRAMES", 1000, 1),
+    hotCacheBytes: int("IMGVAULT_HOT_CACHE_BYTES", 128 * 1024 * 1024, 0),
+    hotCacheMaxItemBytes: int("IMGVAULT_HOT_CACHE_MAX_ITEM_BYTES", 4 * 1024 * 1024, 0),
+    imageConcurrency: int("IMGVAULT_IMAGE_CONCURRENCY", 0, 0, 1024),
+    imageQueueLimit: int("IMGVAULT_IMAGE_QUEUE_LIMIT", 64, 0),
+    database,
+    storage,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,45 @@
+import { AppError } from "../errors.js";
+
+/** True when the driver refused a row because it breaks a unique constraint (SQLite or PostgreSQL). */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "23505";
+}
+
+const unavailableCodes = new Set([
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "SQLITE_IOERR",
+  "SQLITE_FULL",
+  "SQLITE_CANTOPEN",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "57P01", // admin_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+  "08000",
+  "08003",
+  "08006",
+  "40001", // serialization_failure: safe to retry
+  "40P01", // deadlock_detected: safe to retry
+]);
+
+/**
+ * Turns a driver error into the project's own: a database that is busy or gone becomes a 503 with
+ * Retry-After, so the service never shows driver details and clients know to try again.
+ */
+export function translateDbError(error: unknown): unknown {
+  if (error instanceof AppError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : "";
+  if (
+    (typeof code === "string" && unavailableCodes.has(code)) ||
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
+  ) {
+    return new AppError("database_unavailable", undefined, { headers: { "retry-after": "1" }, cause: error });
+  }
+  return error;
+}
