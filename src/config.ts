@@ -23,6 +23,12 @@ export interface Config {
   imageConcurrency: number;
   /** Image jobs allowed to wait; beyond that the answer is 503 with Retry-After. */
   imageQueueLimit: number;
+  /** Unreferenced bytes younger than this are spared by collection: an upload may be committing them. */
+  gcGraceMs: number;
+  /** How often unreferenced bytes are swept; 0 turns the periodic sweep off. */
+  gcIntervalMs: number;
+  /** How long a resolved access key is trusted without asking the database again. */
+  principalCacheMs: number;
   database: { kind: "sqlite"; file: string } | { kind: "postgres"; url: string; poolSize: number };
   storage:
     | { kind: "fs"; dir: string }
@@ -121,6 +127,9 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     hotCacheMaxItemBytes: int("IMGVAULT_HOT_CACHE_MAX_ITEM_BYTES", 4 * 1024 * 1024, 0),
     imageConcurrency: int("IMGVAULT_IMAGE_CONCURRENCY", 0, 0, 1024),
     imageQueueLimit: int("IMGVAULT_IMAGE_QUEUE_LIMIT", 64, 0),
+    gcGraceMs: int("IMGVAULT_GC_GRACE_SECONDS", 600, 0) * 1000,
+    gcIntervalMs: int("IMGVAULT_GC_INTERVAL_SECONDS", 600, 0) * 1000,
+    principalCacheMs: int("IMGVAULT_KEY_CACHE_MS", 5000, 0),
     database,
     storage,
   };

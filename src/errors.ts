@@ -32,6 +32,7 @@ export const errorCatalogue = {
   too_many_pixels: { status: 413, message: "The image has more pixels than the limit allows." },
   too_many_frames: { status: 413, message: "The image has more frames or pages than the limit allows." },
   unsupported_media_type: { status: 415, message: "The file is not an image in a supported format." },
+  unsupported_content_type: { status: 415, message: "The request body has a content type this endpoint does not accept." },
   range_not_satisfiable: { status: 416, message: "The requested range is not satisfiable." },
   // 422, 429
   corrupt_image: { status: 422, message: "The file is truncated or corrupt and cannot be decoded." },

@@ -53,6 +53,9 @@ export async function probeImage(path: string, limits: ImageLimits): Promise<Ima
   if (sniffed.kind === "svg") {
     throw new AppError("unsupported_media_type", "SVG images are not accepted: they can carry scripts.");
   }
+  if (sniffed.kind === "polyglot") {
+    throw new AppError("unsupported_media_type", "The file carries HTML or script markup besides its image data.");
+  }
   if (sniffed.kind === "unknown") throw new AppError("unsupported_media_type");
 
   let metadata: Metadata;
@@ -65,6 +68,18 @@ export async function probeImage(path: string, limits: ImageLimits): Promise<Ima
   const frameHeight = metadata.pageHeight ?? metadata.height;
   const pages = metadata.pages ?? 1;
   if (!width || !frameHeight) throw new AppError("corrupt_image", "The image header declares no dimensions.");
+  if (sniffed.format === "gif" && head.length >= 10) {
+    // libvips sizes a GIF by its frames and ignores a logical screen larger than them, but
+    // browsers and other decoders allocate the whole screen: a huge one is a bomb all the same.
+    const screenWidth = head.readUInt16LE(6);
+    const screenHeight = head.readUInt16LE(8);
+    if (screenWidth * screenHeight > limits.maxPixels) {
+      throw new AppError(
+        "too_many_pixels",
+        `The GIF's logical screen is ${screenWidth}×${screenHeight} pixels; the limit is ${limits.maxPixels} pixels.`,
+      );
+    }
+  }
   if (width * frameHeight > limits.maxPixels) {
     throw new AppError(
       "too_many_pixels",
@@ -108,6 +123,10 @@ export async function decodeFully(path: string, limits: ImageLimits): Promise<vo
   try {
     await sharp(path, { pages: -1, limitInputPixels: limits.maxPixels, sequentialRead: true, failOn: "warning" }).stats();
   } catch (error) {
+    // sharp's own pixel limit: reached only when a caller skipped probeImage, and still a limit.
+    if (error instanceof Error && error.message.includes("exceeds pixel limit")) {
+      throw new AppError("too_many_pixels", undefined, { cause: error });
+    }
     throw new AppError("corrupt_image", undefined, { cause: error });
   }
 }

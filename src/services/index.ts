@@ -1,0 +1,75 @@
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Config } from "../config.js";
+import { openDatabase, type OpenDatabase } from "../db/database.js";
+import { WorkQueue } from "../processing/work-queue.js";
+import type { BlobStore } from "../storage/blob-store.js";
+import { createBlobStore } from "../storage/index.js";
+import { AccountsService } from "./accounts.js";
+import { systemClock, type Clock } from "./clock.js";
+import { HotCache } from "./hot-cache.js";
+import { ImagesService } from "./images.js";
+import { StagingArea } from "./staging.js";
+
+/** Everything a running imgvault holds: the backends and the services over them. */
+export interface Services {
+  config: Config;
+  database: OpenDatabase;
+  blobs: BlobStore;
+  staging: StagingArea;
+  queue: WorkQueue;
+  hotCache: HotCache;
+  accounts: AccountsService;
+  images: ImagesService;
+  clock: Clock;
+  /** Collects unreferenced blobs past their grace period and removes stale staged uploads. */
+  housekeeping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Staged uploads older than this belong to no live request: they were left by a crash. */
+const stagedLeftoverAgeMs = 60 * 60 * 1000;
+
+export interface ServiceOverrides {
+  clock?: Clock;
+  /** Replaces the configured store, e.g. to inject faults in tests. */
+  blobs?: BlobStore;
+  onBackgroundError?: (error: unknown) => void;
+}
+
+export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
+  const clock = overrides.clock ?? systemClock;
+  const database = await openDatabase(config.database);
+  try {
+    const blobs = overrides.blobs ?? createBlobStore(config.storage);
+    const staging = new StagingArea(join(config.dataDir, "tmp"));
+    await staging.init();
+    const queue = new WorkQueue(config.imageConcurrency, config.imageQueueLimit);
+    const hotCache = new HotCache(config.hotCacheBytes, config.hotCacheMaxItemBytes);
+    const accounts = new AccountsService(database.db, clock, config.principalCacheMs);
+    const images = new ImagesService(database.db, blobs, queue, hotCache, clock, {
+      limits: { maxPixels: config.maxPixels, maxFrames: config.maxFrames },
+      gcGraceMs: config.gcGraceMs,
+      onBackgroundError: overrides.onBackgroundError,
+    });
+    return {
+      config,
+      database,
+      blobs,
+      staging,
+      queue,
+      hotCache,
+      accounts,
+      images,
+      clock,
+      async housekeeping() {
+        await images.sweep();
+        for (const path of await staging.leftovers(stagedLeftoverAgeMs)) await rm(path, { force: true });
+      },
+      close: () => database.close(),
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}

@@ -1,0 +1,27 @@
+import type { Config } from "../config.js";
+import type { BlobStore } from "./blob-store.js";
+import { FsBlobStore } from "./fs-blob-store.js";
+import { S3BlobStore } from "./s3-blob-store.js";
+
+export { assertSha256, type BlobInfo, type BlobStore, type ByteRange } from "./blob-store.js";
+export { FsBlobStore } from "./fs-blob-store.js";
+export { S3BlobStore, type S3BlobStoreOptions, type S3StorageConfig } from "./s3-blob-store.js";
+
+/**
+ * The blob store the configuration names: the local filesystem by default, an S3-compatible bucket
+ * with `STORAGE=s3`. The S3 store creates its bucket on the first `check()` if it is missing, so
+ * call `check()` at start-up; it also holds pooled sockets that `close()` releases.
+ */
+export function createBlobStore(config: Config["storage"]): FsBlobStore | S3BlobStore {
+  switch (config.kind) {
+    case "fs":
+      return new FsBlobStore(config.dir);
+    case "s3":
+      return new S3BlobStore(config);
+  }
+}
+
+/** Releases what a store holds open (the S3 client's sockets); a no-op for the filesystem. */
+export async function closeBlobStore(store: BlobStore): Promise<void> {
+  if (store instanceof S3BlobStore) await store.close();
+}
