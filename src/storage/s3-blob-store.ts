@@ -100,20 +100,26 @@ export class S3BlobStore implements BlobStore {
 
   async putFile(localPath: string, sha256: string, size: number): Promise<void> {
     const key = this.keyOf(sha256);
-    if (size > this.multipartThresholdBytes) {
-      await this.putMultipart(localPath, key, size);
-      return;
-    }
-    // The SDK cannot retry a request whose body is a stream it has already consumed, so transient
-    // failures are retried here, each attempt reading the file afresh.
+    const multipart = size > this.multipartThresholdBytes;
+    let bucketEnsured = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.putSingle(localPath, key, size);
+        if (multipart) await this.putMultipart(localPath, key, size);
+        else await this.putSingle(localPath, key, size);
         return;
       } catch (error) {
+        // A deployment whose start-up skipped check() still gets its bucket on the first upload.
+        if (!bucketEnsured && (error as { name?: unknown }).name === "NoSuchBucket") {
+          bucketEnsured = true;
+          await this.ensureBucket();
+          attempt--;
+          continue;
+        }
+        // The SDK cannot retry a request whose body is a stream it has already consumed, so a
+        // single PUT is retried here, reading the file afresh; multipart parts are retried by the SDK.
         const translated = translateS3Error(error);
         const transient = translated instanceof AppError && translated.code === "storage_unavailable";
-        if (!transient || attempt >= this.maxAttempts) throw translated;
+        if (multipart || !transient || attempt >= this.maxAttempts) throw translated;
         await sleep(100 * 2 ** attempt);
       }
     }
@@ -150,8 +156,6 @@ export class S3BlobStore implements BlobStore {
         });
         // RGW answers CompleteMultipartUpload with an empty ETag; nothing here relies on it.
         await upload.done();
-      } catch (error) {
-        throw translateS3Error(error);
       } finally {
         body.destroy();
       }
