@@ -49,7 +49,11 @@ export class ImagesRepository {
       .where("user_id", "=", userId)
       .where(sql<boolean>`name like ${pattern} escape '\\'`)
       .execute();
-    return rows.map((row) => row.name);
+    // SQLite's LIKE ignores ASCII case and PostgreSQL's does not; names are case-sensitive data, so
+    // LIKE only narrows the rows and this exact test decides, the same on both dialects.
+    return rows
+      .map((row) => row.name)
+      .filter((name) => name.length >= stem.length + suffix.length && name.startsWith(stem) && name.endsWith(suffix));
   }
 
   /** One page of the user's images, newest first, strictly older than `beforeId` when given. */
