@@ -29,6 +29,25 @@ export interface Config {
   gcIntervalMs: number;
   /** How long a resolved access key is trusted without asking the database again. */
   principalCacheMs: number;
+  /** Image transforms (query parameters of `GET /image/<name>/`). */
+  transform: {
+    /** Largest output a transform may produce, width × height × frames; beyond it 400 `output_too_large`. */
+    maxOutputPixels: number;
+    /**
+     * Encoder CPU effort per format. Higher efforts give slightly smaller files at a steep price
+     * (AVIF at sharp's default effort 4 costs ~30× effort 1); `npx tsx bench/transform.ts` measures them.
+     */
+    avifEffort: number;
+    webpEffort: number;
+    gifEffort: number;
+  };
+  /** Disk cache of transformed variants: per node, disposable, least recently used evicted first. */
+  variantCache: { dir: string; maxBytes: number };
+  /**
+   * Keys that sign URLs, the current one first; the others still verify URLs signed before a
+   * rotation. Undefined: a key is generated into `<dataDir>/signing-keys.json` on first start.
+   */
+  signingKeys: Array<{ id: string; secret: string }> | undefined;
   database: { kind: "sqlite"; file: string } | { kind: "postgres"; url: string; poolSize: number };
   storage:
     | { kind: "fs"; dir: string }
@@ -115,6 +134,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     problems.push(`STORAGE must be "fs" or "s3", got "${storageKind}"`);
   }
 
+  const signingKeys = parseSigningKeys(str("IMGVAULT_SIGNING_KEYS"), problems);
+
   const config: Config = {
     host: overrides.host ?? str("IMGVAULT_HOST") ?? "127.0.0.1",
     port,
@@ -130,9 +151,45 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     gcGraceMs: int("IMGVAULT_GC_GRACE_SECONDS", 600, 0) * 1000,
     gcIntervalMs: int("IMGVAULT_GC_INTERVAL_SECONDS", 600, 0) * 1000,
     principalCacheMs: int("IMGVAULT_KEY_CACHE_MS", 5000, 0),
+    transform: {
+      maxOutputPixels: int("IMGVAULT_MAX_OUTPUT_PIXELS", 25_000_000, 1),
+      avifEffort: int("IMGVAULT_AVIF_EFFORT", 1, 0, 9),
+      webpEffort: int("IMGVAULT_WEBP_EFFORT", 4, 0, 6),
+      gifEffort: int("IMGVAULT_GIF_EFFORT", 4, 1, 10),
+    },
+    variantCache: {
+      dir: resolve(str("IMGVAULT_VARIANT_CACHE_DIR") ?? resolve(dataDir, "cache", "variants")),
+      maxBytes: int("IMGVAULT_VARIANT_CACHE_BYTES", 1024 * 1024 * 1024, 0),
+    },
+    signingKeys,
     database,
     storage,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+const signingKeyIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
+/** Shorter secrets are guessable offline from one signed URL. */
+const minSigningSecretLength = 32;
+
+/** `IMGVAULT_SIGNING_KEYS="id:secret,id:secret"`, the current key first. */
+function parseSigningKeys(raw: string | undefined, problems: string[]): Config["signingKeys"] {
+  if (raw === undefined) return undefined;
+  const keys: Array<{ id: string; secret: string }> = [];
+  for (const entry of raw.split(",")) {
+    const colon = entry.indexOf(":");
+    const id = colon < 0 ? "" : entry.slice(0, colon).trim();
+    const secret = colon < 0 ? "" : entry.slice(colon + 1).trim();
+    if (!signingKeyIdPattern.test(id)) {
+      problems.push("IMGVAULT_SIGNING_KEYS must be id:secret pairs separated by commas, ids of 1-32 letters, digits, _ or -");
+    } else if (secret.length < minSigningSecretLength) {
+      problems.push(`IMGVAULT_SIGNING_KEYS: the secret of key "${id}" must be at least ${minSigningSecretLength} characters`);
+    } else if (keys.some((key) => key.id === id)) {
+      problems.push(`IMGVAULT_SIGNING_KEYS names key "${id}" twice`);
+    } else {
+      keys.push({ id, secret });
+    }
+  }
+  return keys;
 }

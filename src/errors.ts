@@ -15,6 +15,7 @@ export const errorCatalogue = {
   invalid_name: { status: 400, message: "The image name is not acceptable." },
   invalid_cursor: { status: 400, message: "The pagination cursor is not valid." },
   invalid_parameter: { status: 400, message: "A query parameter is out of range or not recognised." },
+  output_too_large: { status: 400, message: "The requested transform would produce more pixels than the limit allows." },
   // 401, 403
   unauthorized: { status: 401, message: "Authentication credentials were not provided or are not valid." },
   forbidden: { status: 403, message: "This key may not perform this operation." },
