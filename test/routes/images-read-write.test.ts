@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import type { LightMyRequestResponse } from "fastify";
 import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
 import { assertError, filesUnder, upload } from "../helpers/http.js";
@@ -19,7 +20,7 @@ describe("GET /image/", () => {
     let url: string | undefined = "/image/?limit=2";
     let pages = 0;
     while (url) {
-      const response = await app.inject({ method: "GET", url, headers: auth(key) });
+      const response: LightMyRequestResponse = await app.inject({ method: "GET", url, headers: auth(key) });
       assert.equal(response.statusCode, 200);
       assert.equal(response.headers["x-total-count"], "5");
       seen.push(...response.json<Array<{ name: string }>>().map((image) => image.name));
