@@ -93,3 +93,34 @@ describe("imgvault command line", () => {
     assert.match(result.stderr, /--password-stdin/);
   });
 });
+
+describe("imgvault get-access-key on a terminal", () => {
+  test("asks for the username and a hidden password, then prints a working key", async (t) => {
+    const dataDir = await tempDataDir(t);
+    const { spawn } = await import("node:child_process");
+    const { repoRoot } = await import("../helpers/cli.js");
+    // util-linux `script` gives the command a real pseudo-terminal, as a person's shell would.
+    const command = `${process.execPath} --import tsx src/cli/main.ts get-access-key --data-dir ${dataDir}`;
+    const child = spawn("script", ["-qec", command, "/dev/null"], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+    let output = "";
+    let answered = { username: false, password: false };
+    const done = new Promise<number | null>((resolve) => child.on("close", resolve));
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (!answered.username && output.includes("Username:")) {
+        answered = { ...answered, username: true };
+        child.stdin.write("frank\r");
+      }
+      if (!answered.password && output.includes("Password:")) {
+        answered = { ...answered, password: true };
+        child.stdin.write("tops3cret\r");
+      }
+    });
+    assert.equal(await done, 0, output);
+    assert.equal(output.includes("tops3cret"), false, "the password is not echoed");
+    const key = /(ivk_[A-Za-z0-9_-]{32})/.exec(output)?.[1];
+    assert.ok(key, output);
+    const again = await runCli(["get-access-key", "--username", "frank", "--password-stdin", "--data-dir", dataDir], { stdin: "tops3cret\n" });
+    assert.equal(again.code, 0, "the password typed on the terminal is the user's password");
+  });
+});
