@@ -315,7 +315,7 @@ const insufficientStorageNames = new Set(["EntityTooLarge", "QuotaExceeded", "In
  * Maps SDK and network errors onto the catalogue at the edge of the store, so services never see
  * an S3 error: a missing key is `not_found`; a full bucket or quota `insufficient_storage`; an
  * unsatisfiable range `range_not_satisfiable`; anything else from S3 or the network (throttling,
- * 5xx, refused or reset connections, timeouts, a missing bucket, refused credentials)
+ * 5xx, refused or reset connections, timeouts, a missing bucket, missing or refused credentials)
  * `storage_unavailable` with Retry-After. Errors that did not come from S3 pass through unchanged.
  */
 export function translateS3Error(error: unknown): unknown {
@@ -333,7 +333,8 @@ export function translateS3Error(error: unknown): unknown {
   if ((typeof name === "string" && insufficientStorageNames.has(name)) || status === 507) {
     return new AppError("insufficient_storage", undefined, { cause: error });
   }
-  const fromS3 = $metadata !== undefined;
+  // No usable credentials is a deployment fault the SDK reports before any request is sent.
+  const fromS3 = $metadata !== undefined || (typeof name === "string" && credentialErrorNames.has(name));
   const fromNetwork =
     (typeof code === "string" && networkErrorCodes.has(code)) ||
     name === "TimeoutError" ||
@@ -342,6 +343,8 @@ export function translateS3Error(error: unknown): unknown {
   if (fromS3 || fromNetwork) return unavailable(error);
   return error;
 }
+
+const credentialErrorNames = new Set(["CredentialsProviderError", "ProviderError", "TokenProviderError"]);
 
 const networkErrorCodes = new Set([
   "ECONNREFUSED",

@@ -233,14 +233,18 @@ void describe("S3BlobStore against the real engine", { skip }, () => {
     }
   });
 
-  void it("answers storage_unavailable when the credentials are refused", async () => {
-    const store = new S3BlobStore(s3Config({ secretAccessKey: "not-the-secret" }), { maxAttempts: 1 });
-    try {
-      await assert.rejects(store.check(), appError("storage_unavailable"));
-      const blob = await localBlob(16);
-      await assert.rejects(store.putFile(blob.path, blob.sha256, blob.size), appError("storage_unavailable"));
-    } finally {
-      await store.close();
+  void it("answers storage_unavailable when the credentials are refused or missing", async () => {
+    const blob = await localBlob(16);
+    // Without configured keys the SDK's default chain runs: it finds none here (or ambient ones RGW refuses).
+    for (const credentials of [{ secretAccessKey: "not-the-secret" }, { accessKeyId: undefined, secretAccessKey: undefined }]) {
+      const store = new S3BlobStore(s3Config(credentials), { maxAttempts: 1 });
+      try {
+        await assert.rejects(store.check(), appError("storage_unavailable"));
+        await assert.rejects(store.stat(blob.sha256), appError("storage_unavailable"));
+        await assert.rejects(store.putFile(blob.path, blob.sha256, blob.size), appError("storage_unavailable"));
+      } finally {
+        await store.close();
+      }
     }
   });
 
@@ -313,6 +317,7 @@ void describe("translateS3Error", () => {
       [serviceError("AccessDenied", 403), "storage_unavailable"],
       [Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:7480"), { code: "ECONNREFUSED" }), "storage_unavailable"],
       [Object.assign(new Error("timed out"), { name: "TimeoutError" }), "storage_unavailable"],
+      [Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError" }), "storage_unavailable"],
     ];
     for (const [error, code] of cases) {
       const translated = translateS3Error(error);
