@@ -66,7 +66,9 @@ export async function createServices(config: Config, overrides: ServiceOverrides
         await images.sweep();
         for (const path of await staging.leftovers(stagedLeftoverAgeMs)) await rm(path, { force: true });
       },
-      close: () => database.close(),
+      async close() {
+        await Promise.allSettled([database.close(), blobs.close()]);
+      },
     };
   } catch (error) {
     await database.close();

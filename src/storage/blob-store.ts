@@ -52,6 +52,9 @@ export interface BlobStore {
 
   /** Resolves when the store answers; rejects with `storage_unavailable` otherwise. */
   check(): Promise<void>;
+
+  /** Releases connections or handles; the store is not used afterwards. */
+  close(): Promise<void>;
 }
 
 const sha256Pattern = /^[0-9a-f]{64}$/;

@@ -107,6 +107,9 @@ export class FsBlobStore implements BlobStore {
       throw translateFsError(error);
     }
   }
+
+  // Nothing is held open between calls.
+  async close(): Promise<void> {}
 }
 
 async function fsyncPath(path: string): Promise<void> {

@@ -1,5 +1,4 @@
 import type { Config } from "../config.js";
-import type { BlobStore } from "./blob-store.js";
 import { FsBlobStore } from "./fs-blob-store.js";
 import { S3BlobStore } from "./s3-blob-store.js";
 
@@ -19,9 +18,4 @@ export function createBlobStore(config: Config["storage"]): FsBlobStore | S3Blob
     case "s3":
       return new S3BlobStore(config);
   }
-}
-
-/** Releases what a store holds open (the S3 client's sockets); a no-op for the filesystem. */
-export async function closeBlobStore(store: BlobStore): Promise<void> {
-  if (store instanceof S3BlobStore) await store.close();
 }
