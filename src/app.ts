@@ -11,6 +11,8 @@ import { documentMultipartBodies } from "./http/schemas.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { imageRoutes } from "./http/routes/images.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
+import { keyRoutes } from "./http/routes/keys.js";
+import { registerLoginRateLimit, registerUploadConcurrencyCap, serverTimeouts } from "./http/rate-limit.js";
 import { createServices, type ServiceOverrides, type Services } from "./services/index.js";
 
 declare module "fastify" {
@@ -37,6 +39,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     requestIdHeader: "x-request-id",
     genReqId: () => randomUUID(),
     bodyLimit: 1024 * 1024,
+    ...serverTimeouts(config.timeouts),
   });
   app.decorate("services", services);
   scheduleHousekeeping(app, services);
@@ -82,7 +85,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes);
+  await registerLoginRateLimit(app, {
+    perAddress: config.abuse.loginPerAddress,
+    perUsername: config.abuse.loginPerUsername,
+    windowMs: config.abuse.loginWindowMs,
+  });
+  registerUploadConcurrencyCap(app, config.abuse.uploadsPerKey);
   await app.register(tokenRoutes, { services });
+  await app.register(keyRoutes, { services });
   await app.register(imageRoutes, { services });
   return app;
 }

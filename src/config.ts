@@ -29,6 +29,23 @@ export interface Config {
   gcIntervalMs: number;
   /** How long a resolved access key is trusted without asking the database again. */
   principalCacheMs: number;
+  /**
+   * How long the server waits for slow clients (ms; 0 turns one off). `headersMs` bounds the request
+   * line and headers, `requestMs` the whole request body included: a client trickling a byte a
+   * second is answered 408 and cut off. `idleMs` closes a socket with no traffic either way.
+   */
+  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number; idleMs: number };
+  /** Abuse limits (0 turns one off); docs/security.md explains each. */
+  abuse: {
+    /** Uploads (POST/PATCH with a file) one access key may have in flight at once; beyond it 429. */
+    uploadsPerKey: number;
+    /** `POST /api/token/` attempts per client address, and per username, within `loginWindowMs`. */
+    loginPerAddress: number;
+    loginPerUsername: number;
+    loginWindowMs: number;
+  };
+  /** Headers on responses that carry image bytes; an empty string leaves the header out. */
+  imageHeaders: { contentSecurityPolicy: string; crossOriginResourcePolicy: string };
   /** Image transforms (query parameters of `GET /image/<name>/`). */
   transform: {
     /** Largest output a transform may produce, width × height × frames; beyond it 400 `output_too_large`. */
@@ -151,6 +168,22 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     gcGraceMs: int("IMGVAULT_GC_GRACE_SECONDS", 600, 0) * 1000,
     gcIntervalMs: int("IMGVAULT_GC_INTERVAL_SECONDS", 600, 0) * 1000,
     principalCacheMs: int("IMGVAULT_KEY_CACHE_MS", 5000, 0),
+    timeouts: {
+      headersMs: int("IMGVAULT_HEADERS_TIMEOUT_MS", 20_000, 0),
+      requestMs: int("IMGVAULT_REQUEST_TIMEOUT_MS", 300_000, 0),
+      keepAliveMs: int("IMGVAULT_KEEP_ALIVE_TIMEOUT_MS", 72_000, 1),
+      idleMs: int("IMGVAULT_IDLE_TIMEOUT_MS", 60_000, 0),
+    },
+    abuse: {
+      uploadsPerKey: int("IMGVAULT_MAX_CONCURRENT_UPLOADS_PER_KEY", 8, 0),
+      loginPerAddress: int("IMGVAULT_LOGIN_ATTEMPTS_PER_ADDRESS", 10, 0),
+      loginPerUsername: int("IMGVAULT_LOGIN_ATTEMPTS_PER_USERNAME", 10, 0),
+      loginWindowMs: int("IMGVAULT_LOGIN_WINDOW_SECONDS", 60, 1) * 1000,
+    },
+    imageHeaders: {
+      contentSecurityPolicy: env.IMGVAULT_IMAGE_CSP ?? "default-src 'none'; sandbox",
+      crossOriginResourcePolicy: env.IMGVAULT_IMAGE_CORP ?? "same-site",
+    },
     transform: {
       maxOutputPixels: int("IMGVAULT_MAX_OUTPUT_PIXELS", 25_000_000, 1),
       avifEffort: int("IMGVAULT_AVIF_EFFORT", 1, 0, 9),
@@ -165,6 +198,10 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     database,
     storage,
   };
+  const { headersMs, requestMs } = config.timeouts;
+  if (requestMs > 0 && (headersMs === 0 || headersMs > requestMs)) {
+    problems.push("IMGVAULT_HEADERS_TIMEOUT_MS must be from 1 to IMGVAULT_REQUEST_TIMEOUT_MS when a request timeout is set");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "../db/database.js";
@@ -6,12 +7,13 @@ import { NameTakenError, type ImageContent } from "../db/repositories/images.js"
 import type { ImageRow } from "../db/schema.js";
 import { AppError, isAppError } from "../errors.js";
 import { decodeFully, probeImage, type ImageInfo, type ImageLimits } from "../processing/probe.js";
+import { stripMetadata, type StripMode } from "../processing/strip.js";
 import type { WorkQueue } from "../processing/work-queue.js";
 import type { BlobStore, ByteRange } from "../storage/blob-store.js";
 import type { Clock } from "./clock.js";
 import type { HotCache } from "./hot-cache.js";
 import { nextFreeName, splitExtension, validateImageName } from "./names.js";
-import type { StagedFile } from "./staging.js";
+import { StagingArea, type StagedFile } from "./staging.js";
 
 export interface ImagesServiceOptions {
   limits: ImageLimits;
@@ -30,7 +32,13 @@ export interface ImagePage {
 /** The bytes of an image: a buffer when they came from (or went into) the hot cache, else a stream. */
 export type ImageBody = { kind: "buffer"; bytes: Buffer } | { kind: "stream"; stream: Readable };
 
-export interface ImageUpdate {
+/** Choices an upload makes about what is stored. */
+export interface UploadOptions {
+  /** Store a copy without this metadata instead of the bytes as sent. */
+  strip?: StripMode;
+}
+
+export interface ImageUpdate extends UploadOptions {
   staged?: StagedFile;
   newName?: string;
   /** Only update when the image still holds this content (If-Match). */
@@ -71,11 +79,40 @@ export class ImagesService {
     });
   }
 
-  async create(userId: number, rawName: string, staged: StagedFile): Promise<ImageRow> {
-    const name = validateImageName(rawName);
+  /**
+   * Proves the upload is a whole image and, when the upload asks for metadata to be stripped,
+   * makes the cleaned copy that is stored instead (its own staged file: the caller disposes of it
+   * when it is not the upload itself).
+   */
+  private async prepare(staged: StagedFile, strip: StripMode | undefined): Promise<{ file: StagedFile; info: ImageInfo }> {
     const info = await this.inspect(staged);
-    await this.storeBlob(staged);
-    const content = contentOf(staged, info);
+    if (strip === undefined) return { file: staged, info };
+    const { maxPixels } = this.options.limits;
+    const cleaned = await this.queue.run(async () => {
+      try {
+        // Beside the upload, in the same node-local staging area.
+        return await new StagingArea(dirname(staged.path)).stage(await stripMetadata(staged.path, info, strip, maxPixels));
+      } catch (error) {
+        throw isAppError(error) ? error : new AppError("corrupt_image", "The image could not be written again without its metadata.", { cause: error });
+      }
+    });
+    try {
+      return { file: cleaned, info: await this.inspect(cleaned) };
+    } catch (error) {
+      await cleaned.dispose();
+      throw error;
+    }
+  }
+
+  async create(userId: number, rawName: string, staged: StagedFile, options: UploadOptions = {}): Promise<ImageRow> {
+    const name = validateImageName(rawName);
+    const { file, info } = await this.prepare(staged, options.strip);
+    try {
+      await this.storeBlob(file);
+    } finally {
+      if (file !== staged) await file.dispose();
+    }
+    const content = contentOf(file, info);
     let candidate = name;
     // The unique index decides between concurrent uploads of one name; a loser takes the next free name.
     for (let attempt = 0; attempt < 50; attempt += 1) {
@@ -136,11 +173,18 @@ export class ImagesService {
       throw new AppError("precondition_failed");
     }
     const newName = update.newName === undefined ? undefined : validateImageName(update.newName);
+    if (update.strip !== undefined && !update.staged) {
+      throw new AppError("invalid_parameter", "strip applies to an uploaded file; send one in the field \"image\".");
+    }
     let content: ImageContent | undefined;
     if (update.staged) {
-      const info = await this.inspect(update.staged);
-      await this.storeBlob(update.staged);
-      content = contentOf(update.staged, info);
+      const { file, info } = await this.prepare(update.staged, update.strip);
+      try {
+        await this.storeBlob(file);
+      } finally {
+        if (file !== update.staged) await file.dispose();
+      }
+      content = contentOf(file, info);
     }
     const updated = await inTransaction(this.db, async (repos) => {
       let row: ImageRow | undefined = current;

@@ -6,6 +6,7 @@ import type { Services } from "../../services/index.js";
 import { authenticate, principalOf } from "../auth.js";
 import { readImageUpload } from "../multipart.js";
 import { baseUrl, imagePath, presentImage } from "../presenters.js";
+import { imageSecurityHeaders, stripQuerySchema, type StripQuery } from "../privacy.js";
 import { allowOnly, errorResponses } from "../schemas.js";
 
 interface NameParams {
@@ -17,13 +18,14 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
   const { images, staging } = services;
   app.addHook("onRequest", authenticate(services.accounts));
 
-  app.post("/image/", {
+  app.post<{ Querystring: StripQuery }>("/image/", {
     schema: {
       summary: "Store an image under its file name",
       description:
         "Multipart upload, file field `image`. The bytes are stored as sent. If you already have an image of that name, the new one is stored under the next free name (`cat-2.png`).",
       tags: ["images"],
       consumes: ["multipart/form-data"],
+      querystring: stripQuerySchema,
       response: { 201: { $ref: "Image#" }, ...errorResponses(400, 401, 403, 413, 415, 422, 503, 507) },
     },
     handler: async (request, reply) => {
@@ -31,7 +33,7 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
       const upload = await readImageUpload(request, staging);
       if (!upload.staged) throw new AppError("missing_image_field");
       try {
-        const row = await images.create(userId, upload.fileName ?? "", upload.staged);
+        const row = await images.create(userId, upload.fileName ?? "", upload.staged, { strip: request.query.strip });
         return reply.code(201).header("location", imagePath(row.name)).send(presentImage(row, baseUrl(request)));
       } finally {
         await upload.staged.dispose();
@@ -87,11 +89,12 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
     reply
       .header("content-type", row.content_type)
       .header("content-length", String(row.bytes))
-      .header("content-disposition", contentDisposition(row.name));
+      .header("content-disposition", contentDisposition(row.name))
+      .headers(imageSecurityHeaders(services.config.imageHeaders));
     return reply.send(body.kind === "buffer" ? body.bytes : body.stream);
   }
 
-  app.patch<{ Params: NameParams }>("/image/:name/", {
+  app.patch<{ Params: NameParams; Querystring: StripQuery }>("/image/:name/", {
     schema: {
       summary: "Replace an image's bytes and/or rename it",
       description:
@@ -99,6 +102,7 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
       tags: ["images"],
       consumes: ["multipart/form-data"],
       params: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
+      querystring: stripQuerySchema,
       response: { 200: { $ref: "Image#" }, ...errorResponses(400, 401, 403, 404, 409, 412, 413, 415, 422, 503, 507) },
     },
     handler: async (request) => {
@@ -113,6 +117,7 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
           staged: upload.staged,
           newName,
           expectedSha256: ifMatch(request),
+          strip: request.query.strip,
         });
         return presentImage(row, baseUrl(request));
       } finally {
