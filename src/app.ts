@@ -11,6 +11,7 @@ import { documentMultipartBodies } from "./http/schemas.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { imageRoutes } from "./http/routes/images.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
+import { webRoutes } from "./http/routes/web.js";
 import { keyRoutes } from "./http/routes/keys.js";
 import { registerLoginRateLimit, registerUploadConcurrencyCap, serverTimeouts } from "./http/rate-limit.js";
 import { createServices, type ServiceOverrides, type Services } from "./services/index.js";
@@ -94,6 +95,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(tokenRoutes, { services });
   await app.register(keyRoutes, { services });
   await app.register(imageRoutes, { services });
+  await app.register(webRoutes);
   return app;
 }
 
