@@ -80,7 +80,6 @@ export async function keyRoutes(app: FastifyInstance, { services }: { services: 
       tags: ["keys"],
       body: {
         type: "object",
-        additionalProperties: false,
         properties: {
           // Control characters would hide in terminals and logs.
           label: { type: "string", maxLength: 100, pattern: "^[^\\u0000-\\u001f\\u007f]*$" },
