@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
 import { assertError, upload } from "../helpers/http.js";
+import { postgresContentsAsText } from "../helpers/scale-out.js";
 
 describe("authentication", () => {
   test("every image call without a key is 401 with WWW-Authenticate and a JSON error", async (t) => {
@@ -38,11 +39,14 @@ describe("authentication", () => {
     const key = await userKey();
     await app.services.accounts.ensureUser("plain", "pw");
     const token = (await app.inject({ method: "POST", url: "/api/token/", payload: { username: "plain", password: "pw" } })).json().token as string;
-    assert.equal(config.database.kind, "sqlite");
     await app.close();
-    const files = [".sqlite", ".sqlite-wal"].map((suffix) => config.database.kind === "sqlite" && config.database.file.replace(/\.sqlite$/, suffix));
-    for (const file of files) {
-      const bytes = await readFile(file as string).catch(() => Buffer.alloc(0));
+    const { database } = config;
+    const contents =
+      database.kind === "sqlite"
+        ? [".sqlite", ".sqlite-wal"].map((suffix) => ({ file: database.file.replace(/\.sqlite$/, suffix), read: (file: string) => readFile(file).catch(() => Buffer.alloc(0)) }))
+        : [{ file: "the PostgreSQL database", read: async () => Buffer.from(await postgresContentsAsText(database.url)) }];
+    for (const { file, read } of contents) {
+      const bytes = await read(file);
       for (const secret of [key, token]) {
         assert.equal(bytes.includes(secret), false, `${file} contains a key`);
         assert.equal(bytes.includes(secret.slice(4)), false, `${file} contains a key body`);

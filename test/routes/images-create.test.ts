@@ -48,13 +48,13 @@ describe("POST /image/", () => {
 
   for (const item of refusedFixtures) {
     test(`refuses ${item.name} with ${item.expect.status} ${item.expect.code} and stores nothing`, async (t) => {
-      const { app, userKey, dataDir } = await buildTestApp(t);
+      const { app, userKey, dataDir, storedBlobs } = await buildTestApp(t);
       const key = await userKey();
       const response = await upload(app, key, item.path, "upload.png");
       assertError(response, item.expect.status, item.expect.code);
       const list = await app.inject({ method: "GET", url: "/image/", headers: auth(key) });
       assert.deepEqual(list.json(), []);
-      assert.deepEqual(await filesUnder(join(dataDir, "blobs")), []);
+      assert.deepEqual(await storedBlobs(), []);
       assert.deepEqual(await filesUnder(join(dataDir, "tmp")), []);
     });
   }
@@ -80,11 +80,11 @@ describe("POST /image/", () => {
   });
 
   test("stores identical bytes of two users once", async (t) => {
-    const { app, userKey, dataDir } = await buildTestApp(t);
+    const { app, userKey, storedBlobs } = await buildTestApp(t);
     const path = fixture("valid/small.png").path;
     assert.equal((await upload(app, await userKey("ann"), path, "a.png")).statusCode, 201);
     assert.equal((await upload(app, await userKey("bob"), path, "b.png")).statusCode, 201);
-    assert.equal((await filesUnder(join(dataDir, "blobs"))).length, 1);
+    assert.equal((await storedBlobs()).length, 1);
   });
 
   test("normalises names to Unicode NFC", async (t) => {

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { describe, test } from "node:test";
 import type { LightMyRequestResponse } from "fastify";
 import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
-import { assertError, filesUnder, upload } from "../helpers/http.js";
+import { assertError, upload } from "../helpers/http.js";
 
 const png = fixture("valid/small.png").path;
 const jpeg = fixture("valid/small.jpg").path;
@@ -171,7 +170,7 @@ describe("PATCH /image/<name>/", () => {
 
 describe("DELETE /image/<name>/", () => {
   test("answers 200 with the deleted image, then 404; unreferenced bytes are removed", async (t) => {
-    const { app, userKey, dataDir } = await buildTestApp(t);
+    const { app, userKey, storedBlobs } = await buildTestApp(t);
     const key = await userKey();
     const created = (await upload(app, key, png, "gone.png")).json();
     const response = await app.inject({ method: "DELETE", url: "/image/gone.png", headers: auth(key) });
@@ -180,7 +179,7 @@ describe("DELETE /image/<name>/", () => {
     assertError(await app.inject({ method: "GET", url: "/image/gone.png/", headers: auth(key) }), 404, "image_not_found");
     assertError(await app.inject({ method: "DELETE", url: "/image/gone.png/", headers: auth(key) }), 404, "image_not_found");
     await app.services.images.sweep();
-    assert.deepEqual(await filesUnder(join(dataDir, "blobs")), []);
+    assert.deepEqual(await storedBlobs(), []);
   });
 
   test("keeps bytes another image still uses", async (t) => {
