@@ -8,6 +8,7 @@ import { AccountsService } from "../services/accounts.js";
 import { systemClock } from "../services/clock.js";
 import { serve } from "../server.js";
 import { ask, askHidden, readFirstLineOfStdin } from "./prompt.js";
+import { operationsCommands } from "./commands/operations.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | undefined>;
@@ -137,6 +138,7 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  ...operationsCommands,
 };
 
 function requireString(values: Values, name: string): string {
