@@ -21,6 +21,20 @@ export interface ImagesServiceOptions {
   gcGraceMs: number;
   /** Where collection failures go; they never fail the request that triggered them. */
   onBackgroundError?: (error: unknown) => void;
+  hooks?: ImagesServiceHooks;
+}
+
+/**
+ * Points where a test may hold one node while another acts, to drive cross-node races in a fixed
+ * order (test/scale-out/cross-node.test.ts). Production leaves them unset.
+ */
+export interface ImagesServiceHooks {
+  /** An upload's bytes are stored and claimed; the image row referencing them is about to be committed. */
+  beforeCommit?(sha256: string): Promise<void>;
+  /** An upload found its bytes being removed by a collector, and waits for the removal to finish. */
+  waitingForCollector?(sha256: string): Promise<void>;
+  /** A collector marked the blob `deleting` and is about to remove its bytes. */
+  afterMarkedDeleting?(sha256: string): Promise<void>;
 }
 
 export interface ImagePage {
@@ -109,25 +123,28 @@ export class ImagesService {
     const { file, info } = await this.prepare(staged, options.strip);
     try {
       await this.storeBlob(file);
+      const content = contentOf(file, info);
+      let candidate = name;
+      // The unique index decides between concurrent uploads of one name (on any node); a loser
+      // takes the next free name.
+      for (let attempt = 0; attempt < 50; attempt += 1) {
+        const now = this.now();
+        try {
+          return await this.commitReferencing(file, (repos) =>
+            repos.images.insert({ user_id: userId, name: candidate, ...content, created_at: now, updated_at: now }),
+          );
+        } catch (error) {
+          if (!(error instanceof NameTakenError)) throw error;
+          const { stem, extension } = splitExtension(name);
+          candidate = nextFreeName(name, await this.repos.images.namesLike(userId, `${stem}-`, extension));
+        }
+      }
+      throw new AppError("service_unavailable", "Too many concurrent uploads of this name; try again.", {
+        headers: { "retry-after": "1" },
+      });
     } finally {
       if (file !== staged) await file.dispose();
     }
-    const content = contentOf(file, info);
-    let candidate = name;
-    // The unique index decides between concurrent uploads of one name; a loser takes the next free name.
-    for (let attempt = 0; attempt < 50; attempt += 1) {
-      const now = this.now();
-      try {
-        return await this.repos.images.insert({ user_id: userId, name: candidate, ...content, created_at: now, updated_at: now });
-      } catch (error) {
-        if (!(error instanceof NameTakenError)) throw error;
-        const { stem, extension } = splitExtension(name);
-        candidate = nextFreeName(name, await this.repos.images.namesLike(userId, `${stem}-`, extension));
-      }
-    }
-    throw new AppError("service_unavailable", "Too many concurrent uploads of this name; try again.", {
-      headers: { "retry-after": "1" },
-    });
   }
 
   async list(userId: number, options: { limit?: number; cursor?: string }): Promise<ImagePage> {
@@ -176,17 +193,7 @@ export class ImagesService {
     if (update.strip !== undefined && !update.staged) {
       throw new AppError("invalid_parameter", "strip applies to an uploaded file; send one in the field \"image\".");
     }
-    let content: ImageContent | undefined;
-    if (update.staged) {
-      const { file, info } = await this.prepare(update.staged, update.strip);
-      try {
-        await this.storeBlob(file);
-      } finally {
-        if (file !== update.staged) await file.dispose();
-      }
-      content = contentOf(file, info);
-    }
-    const updated = await inTransaction(this.db, async (repos) => {
+    const write = async (repos: Repositories, content: ImageContent | undefined): Promise<ImageRow | undefined> => {
       let row: ImageRow | undefined = current;
       if (content) {
         row = await repos.images.updateContent(current.id, content, this.now(), update.expectedSha256);
@@ -201,7 +208,20 @@ export class ImagesService {
         }
       }
       return row;
-    });
+    };
+    let updated: ImageRow | undefined;
+    if (update.staged) {
+      const { file, info } = await this.prepare(update.staged, update.strip);
+      try {
+        await this.storeBlob(file);
+        const content = contentOf(file, info);
+        updated = await this.commitReferencing(file, (repos) => write(repos, content));
+      } finally {
+        if (file !== update.staged) await file.dispose();
+      }
+    } else {
+      updated = await inTransaction(this.db, (repos) => write(repos, undefined));
+    }
     if (!updated) {
       // Deleted or replaced by someone else between our read and our write.
       const now = await this.repos.images.findByName(userId, current.name);
@@ -233,7 +253,28 @@ export class ImagesService {
         if (existing?.size !== staged.size) await this.blobs.putFile(staged.path, staged.sha256, staged.size);
         return;
       }
+      await this.options.hooks?.waitingForCollector?.(staged.sha256);
       await sleep(50);
+    }
+    throw new AppError("storage_unavailable", undefined, { headers: { "retry-after": "1" } });
+  }
+
+  /**
+   * Commits `write` (which references the stored blob `file`) in one transaction that first takes
+   * the blob row's lock. A collector on any node takes the same lock before it looks for
+   * references, so either it sees this reference, or it marked the blob first and this commit
+   * sees that, stores the bytes again and retries. The grace period makes the retry rare; the
+   * lock makes it correct without one.
+   */
+  private async commitReferencing<T>(file: StagedFile, write: (repos: Repositories) => Promise<T>): Promise<T> {
+    for (let attempt = 0; attempt < 10; attempt += 1) {
+      await this.options.hooks?.beforeCommit?.(file.sha256);
+      const outcome = await inTransaction(this.db, async (repos) => {
+        if (!(await repos.blobs.claimLive(file.sha256, this.now()))) return { committed: false as const };
+        return { committed: true as const, value: await write(repos) };
+      });
+      if (outcome.committed) return outcome.value;
+      await this.storeBlob(file);
     }
     throw new AppError("storage_unavailable", undefined, { headers: { "retry-after": "1" } });
   }
@@ -244,26 +285,51 @@ export class ImagesService {
    */
   async collect(sha256: string): Promise<boolean> {
     const touchedBefore = new Date(this.clock().getTime() - this.options.gcGraceMs).toISOString();
-    if (!(await this.repos.blobs.markDeletingIfUnreferenced(sha256, touchedBefore))) return false;
-    await this.finishCollection(sha256);
-    return true;
+    const marked = await inTransaction(this.db, async (repos) => {
+      // The lock first: the reference check that follows then sees any upload that committed
+      // while we waited for it (a new statement reads the latest committed rows).
+      if (!(await repos.blobs.lockCollectable(sha256, touchedBefore))) return false;
+      return repos.blobs.markDeletingIfUnreferenced(sha256, touchedBefore);
+    });
+    if (!marked) return false;
+    await this.options.hooks?.afterMarkedDeleting?.(sha256);
+    return this.finishCollection(sha256);
   }
 
-  private async finishCollection(sha256: string): Promise<void> {
-    await this.blobs.delete(sha256);
-    await this.repos.blobs.remove(sha256);
+  /**
+   * Removes the bytes and then the row of a `deleting` blob, holding the row's lock throughout:
+   * another collector of the same blob waits and then finds nothing to do, and an upload of the
+   * same bytes waits in `touch` until the row is gone, so it never writes bytes we then delete.
+   * Resolves whether this call removed it.
+   */
+  private finishCollection(sha256: string): Promise<boolean> {
+    return inTransaction(this.db, async (repos) => {
+      if (!(await repos.blobs.lockDeleting(sha256))) return false;
+      await this.blobs.delete(sha256);
+      await repos.blobs.remove(sha256);
+      return true;
+    });
   }
+
+  /** Collections started by this node's deletes and replacements that have not finished yet. */
+  private readonly backgroundCollections = new Set<Promise<unknown>>();
 
   private collectInBackground(sha256: string): void {
-    this.collect(sha256).catch((error: unknown) => this.options.onBackgroundError?.(error));
+    const collection = this.collect(sha256)
+      .catch((error: unknown) => this.options.onBackgroundError?.(error))
+      .finally(() => this.backgroundCollections.delete(collection));
+    this.backgroundCollections.add(collection);
   }
 
-  /** Finishes interrupted collections and collects every unreferenced blob past its grace period. */
+  /**
+   * Finishes interrupted collections and collects every unreferenced blob past its grace period,
+   * after this node's own background collections have settled.
+   */
   async sweep(): Promise<{ collected: number }> {
+    await Promise.allSettled([...this.backgroundCollections]);
     let collected = 0;
     for (const row of await this.repos.blobs.listDeleting()) {
-      await this.finishCollection(row.sha256);
-      collected += 1;
+      if (await this.finishCollection(row.sha256)) collected += 1;
     }
     const touchedBefore = new Date(this.clock().getTime() - this.options.gcGraceMs).toISOString();
     for (const row of await this.repos.blobs.listUnreferenced(touchedBefore)) {

@@ -8,7 +8,7 @@ import { createBlobStore } from "../storage/index.js";
 import { AccountsService } from "./accounts.js";
 import { systemClock, type Clock } from "./clock.js";
 import { HotCache } from "./hot-cache.js";
-import { ImagesService } from "./images.js";
+import { ImagesService, type ImagesServiceHooks } from "./images.js";
 import { StagingArea } from "./staging.js";
 
 /** Everything a running imgvault holds: the backends and the services over them. */
@@ -35,6 +35,8 @@ export interface ServiceOverrides {
   /** Replaces the configured store, e.g. to inject faults in tests. */
   blobs?: BlobStore;
   onBackgroundError?: (error: unknown) => void;
+  /** Test seams of the images service (cross-node race tests). */
+  imageHooks?: ImagesServiceHooks;
 }
 
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -51,6 +53,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       limits: { maxPixels: config.maxPixels, maxFrames: config.maxFrames },
       gcGraceMs: config.gcGraceMs,
       onBackgroundError: overrides.onBackgroundError,
+      hooks: overrides.imageHooks,
     });
     return {
       config,

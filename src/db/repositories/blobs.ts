@@ -9,6 +9,14 @@ import type { BlobRow } from "../schema.js";
  * `deleting` only while no image references it and nobody touched it within the grace period,
  * then removes the bytes, then the row. An upload that meets a `deleting` row waits for the
  * collector to finish and claims afresh, so it never commits a reference to vanishing bytes.
+ *
+ * Across nodes the row lock decides, not the clock: an upload commits its image row in a
+ * transaction that first takes the blob row's lock (`claimLive`), and a collector takes the same
+ * lock (`lockCollectable`) before it looks for references. Whoever comes second waits, then sees
+ * the other's outcome: the collector sees the new reference, or the upload sees `deleting` and
+ * stores the bytes again. Removing bytes holds the lock of the `deleting` row (`lockDeleting`)
+ * until the row is gone, so two collectors never both remove, and an upload of the same bytes
+ * waits in `touch` instead of writing bytes a collector is about to delete.
  */
 export class BlobsRepository {
   constructor(private readonly db: Db) {}
@@ -25,6 +33,46 @@ export class BlobsRepository {
       .execute();
     const row = await this.db.selectFrom("blobs").select("state").where("sha256", "=", sha256).executeTakeFirst();
     return row?.state === "live" ? "live" : "deleting";
+  }
+
+  /**
+   * Refreshes a live blob's `touched_at` and so takes its row lock until the transaction ends.
+   * Resolves false when the blob is `deleting` or gone: its bytes cannot be relied on.
+   */
+  async claimLive(sha256: string, now: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable("blobs")
+      .set({ touched_at: now })
+      .where("sha256", "=", sha256)
+      .where("state", "=", "live")
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /**
+   * Takes the row lock of a live blob not touched after `touchedBefore` (the lock `claimLive`
+   * takes), waiting for an upload committing a reference to it. Resolves whether there is such a blob.
+   */
+  async lockCollectable(sha256: string, touchedBefore: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable("blobs")
+      .set({ state: "live" })
+      .where("sha256", "=", sha256)
+      .where("state", "=", "live")
+      .where("touched_at", "<=", touchedBefore)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /** Takes the row lock of a `deleting` blob; resolves false when no such row exists (any more). */
+  async lockDeleting(sha256: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable("blobs")
+      .set({ state: "deleting" })
+      .where("sha256", "=", sha256)
+      .where("state", "=", "deleting")
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /**
