@@ -65,7 +65,14 @@ export interface Config {
    * rotation. Undefined: a key is generated into `<dataDir>/signing-keys.json` on first start.
    */
   signingKeys: Array<{ id: string; secret: string }> | undefined;
-  database: { kind: "sqlite"; file: string } | { kind: "postgres"; url: string; poolSize: number };
+  /**
+   * SQLite: `busyTimeoutMs` is how long a write waits for another process's lock before the request
+   * answers 503 `database_unavailable` (better-sqlite3 waits synchronously, so keep it short).
+   */
+  database:
+    | { kind: "sqlite"; file: string; busyTimeoutMs?: number }
+    /** PostgreSQL: `connectTimeoutMs` bounds a connection attempt, so an unreachable server answers 503 instead of hanging. */
+    | { kind: "postgres"; url: string; poolSize: number; connectTimeoutMs?: number };
   storage:
     | { kind: "fs"; dir: string }
     | {
@@ -121,12 +128,22 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   }
 
   const databaseUrl = str("DATABASE_URL");
-  let database: Config["database"] = { kind: "sqlite", file: resolve(dataDir, "imgvault.sqlite") };
+  const sqliteBusyTimeoutMs = int("IMGVAULT_SQLITE_BUSY_TIMEOUT_MS", 5000, 0, 600_000);
+  let database: Config["database"] = { kind: "sqlite", file: resolve(dataDir, "imgvault.sqlite"), busyTimeoutMs: sqliteBusyTimeoutMs };
   if (databaseUrl !== undefined) {
     if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
-      database = { kind: "postgres", url: databaseUrl, poolSize: int("DATABASE_POOL_SIZE", 10, 1, 1000) };
+      database = {
+        kind: "postgres",
+        url: databaseUrl,
+        poolSize: int("DATABASE_POOL_SIZE", 10, 1, 1000),
+        connectTimeoutMs: int("DATABASE_CONNECT_TIMEOUT_MS", 5000, 1, 600_000),
+      };
     } else if (databaseUrl.startsWith("sqlite:")) {
-      database = { kind: "sqlite", file: resolve(databaseUrl.slice("sqlite:".length).replace(/^\/\//, "")) };
+      database = {
+        kind: "sqlite",
+        file: resolve(databaseUrl.slice("sqlite:".length).replace(/^\/\//, "")),
+        busyTimeoutMs: sqliteBusyTimeoutMs,
+      };
     } else {
       problems.push(`DATABASE_URL must start with postgres://, postgresql:// or sqlite:, got "${databaseUrl}"`);
     }

@@ -5,6 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
 import type { Config } from "../config.js";
 import { migrations, type Dialect } from "./migrations/index.js";
+import { TranslatingDialect } from "./translating-dialect.js";
 import type { Database } from "./schema.js";
 
 export type Db = Kysely<Database>;
@@ -30,14 +31,17 @@ export async function openDatabase(config: Config["database"]): Promise<OpenData
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = FULL");
     sqlite.pragma("foreign_keys = ON");
-    sqlite.pragma("busy_timeout = 5000");
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    sqlite.pragma(`busy_timeout = ${Math.trunc(config.busyTimeoutMs ?? 5000)}`);
+    db = new Kysely<Database>({ dialect: new TranslatingDialect(new SqliteDialect({ database: sqlite })) });
     dialect = "sqlite";
   } else {
-    const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize });
+    const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize, connectionTimeoutMillis: config.connectTimeoutMs ?? 5000 });
     // An idle client that loses its connection must not crash the process; the pool replaces it.
     pool.on("error", () => {});
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    // A client in use when its server goes away both rejects its query (answered as 503) and emits
+    // `error`, which the pool listens for only on idle clients; unheard, it would crash the process.
+    pool.on("connect", (client) => client.on("error", () => {}));
+    db = new Kysely<Database>({ dialect: new TranslatingDialect(new PostgresDialect({ pool })) });
     dialect = "postgres";
   }
   try {
