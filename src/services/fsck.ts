@@ -5,7 +5,7 @@ import { BlobsRepository } from "../db/repositories/blobs.js";
 import { IntegrityRepository, type ImageReference } from "../db/repositories/integrity.js";
 import { isAppError } from "../errors.js";
 import type { BlobStore } from "../storage/blob-store.js";
-import { FsBlobStore } from "../storage/fs-blob-store.js";
+import type { FsBlobStore } from "../storage/fs-blob-store.js";
 import type { Services } from "./index.js";
 
 /**
@@ -271,7 +271,10 @@ export async function fsck(services: FsckServices, options: FsckOptions = {}): P
   }
 
   // 5. Temporary files left by a crash: staged uploads, and half-written blobs of the filesystem store.
-  const tempFiles = (await staging.leftovers(0)).concat(blobs instanceof FsBlobStore ? await collect(blobs.listTemporaryFiles()) : []);
+  // Only a filesystem store has half-written files of its own (possibly behind a wrapper that forwards them).
+  const withTemporaryFiles = blobs as BlobStore & Partial<Pick<FsBlobStore, "listTemporaryFiles">>;
+  const storeTemps = typeof withTemporaryFiles.listTemporaryFiles === "function" ? await collect(withTemporaryFiles.listTemporaryFiles()) : [];
+  const tempFiles = (await staging.leftovers(0)).concat(storeTemps);
   for (const path of tempFiles) {
     const info = await stat(path).catch(() => undefined);
     if (!info) continue;
