@@ -18,7 +18,12 @@ const unavailableCodes = new Set([
   "EPIPE",
   "ENOTFOUND",
   "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
   "57P03", // cannot_connect_now
+  "55000", // the database is not accepting connections (ALTER DATABASE … ALLOW_CONNECTIONS false, maintenance)
+  "3D000", // the database does not exist (yet: being restored or recreated)
+  "08001", // client unable to establish connection
+  "08004", // server rejected the connection
   "53300", // too_many_connections
   "08000",
   "08003",
