@@ -5,7 +5,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type { Config } from "./config.js";
-import { errorBodySchema, registerErrorHandling } from "./http/error-handler.js";
+import { errorBodySchema, registerErrorHandling, sendError, toAppError } from "./http/error-handler.js";
 import { imageObjectSchema } from "./http/presenters.js";
 import { documentMultipartBodies } from "./http/schemas.js";
 import { healthRoutes } from "./http/routes/health.js";
@@ -41,6 +41,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     genReqId: () => randomUUID(),
     bodyLimit: 1024 * 1024,
     ...serverTimeouts(config.timeouts),
+    // URLs the router cannot decode (bad percent-encoding) are refused before routing: from the catalogue too.
+    frameworkErrors: (error, _request, reply) => void sendError(reply, toAppError(error)),
   });
   app.decorate("services", services);
   scheduleHousekeeping(app, services);

@@ -39,6 +39,9 @@ export async function readImageUpload(request: FastifyRequest, staging: StagingA
         continue;
       }
       upload.fileName = part.filename;
+      // Busboy reads a truncated file to its end (discarding it); stop at the limit instead, so an
+      // oversized upload is answered 413 and its connection closed without reading the rest.
+      part.file.once("limit", () => part.file.destroy(new AppError("payload_too_large")));
       upload.staged = await staging.stage(part.file);
       if (part.file.truncated) throw new AppError("payload_too_large");
     }

@@ -38,6 +38,7 @@ export class StagingArea {
     const hash = createHash("sha256");
     let size = 0;
     const dispose = () => rm(path, { force: true });
+    const sink = createWriteStream(path, { flags: "wx" });
     try {
       await pipeline(
         source,
@@ -48,9 +49,12 @@ export class StagingArea {
             yield chunk;
           }
         },
-        createWriteStream(path, { flags: "wx" }),
+        sink,
       );
     } catch (error) {
+      // A source that fails at once leaves the file's open pending: removing the file before the
+      // stream has closed would let that open create it afterwards, a leftover nobody removes.
+      if (!sink.closed) await new Promise<void>((resolve) => sink.once("close", () => resolve()));
       await dispose();
       throw translateFsError(error);
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
 import { assertError, upload } from "../helpers/http.js";
@@ -175,7 +175,7 @@ describe("keys API", () => {
     assert.equal((await app.inject({ method: "GET", url: "/image/mine.png/", headers: auth(reader.token) })).statusCode, 200);
     assert.equal((await app.inject({ method: "GET", url: "/api/keys/", headers: auth(reader.token) })).statusCode, 200);
 
-    const writes: Array<() => ReturnType<FastifyInstance["inject"]>> = [
+    const writes: Array<() => Promise<LightMyRequestResponse>> = [
       () => upload(app, reader.token, png, "new.png"),
       () => upload(app, reader.token, png, "new.png", { method: "PATCH", url: "/image/mine.png/" }),
       () => upload(app, reader.token, png, "x.png", { method: "PATCH", url: "/image/mine.png/", fields: { name: "renamed.png" } }),
