@@ -103,7 +103,7 @@ export class KeysView {
     const mine = isSameKey(this.api.key, key);
     const revoke = h("button", { type: "button", class: "button danger-outline small" }, "Revoke");
     revoke.setAttribute("aria-label", `Revoke ${key.label || key.prefix}`);
-    const actions = h("td", { class: "key-actions" }, revoke);
+    const actions = h("div", { class: "key-actions" }, revoke);
     revoke.addEventListener("click", () => {
       const question = h("span", {}, mine ? "Revoke the key this tab uses? You will be signed out." : "Revoke this key?");
       const yes = h("button", { type: "button", class: "button danger small" }, "Yes, revoke");
@@ -120,12 +120,12 @@ export class KeysView {
       "tr",
       {},
       h("th", { scope: "row" }, key.label || "—", mine ? h("span", { class: "badge" }, "this tab") : null),
-      h("td", {}, h("code", {}, key.prefix)),
+      h("td", {}, h("code", { title: "The first characters of the key" }, `${key.prefix}…`)),
       h("td", {}, key.scope === "read" ? "Read only" : key.scope === "read-write" ? "Read and write" : key.scope),
       h("td", {}, formatDate(key.created_at)),
       h("td", {}, key.last_used_at ? formatDate(key.last_used_at) : "Never"),
       h("td", {}, key.expires_at ? formatDate(key.expires_at) : "Never"),
-      actions,
+      h("td", {}, actions),
     );
   }
 
