@@ -304,8 +304,6 @@ describe("hostile names", () => {
     test(`${item.what}`, async (t) => {
       const testApp = await withExistingImage(t);
       const { app, key, dataDir } = testApp;
-      const parent = dirname(dataDir);
-      const outsideBefore = (await filesUnder(parent).catch(() => [])).length;
       const { posted, patched } = await tryName(testApp, item.name);
       for (const [method, response, expected] of [
         ["POST", posted, item.post],
@@ -327,7 +325,6 @@ describe("hostile names", () => {
         assert.equal(fetched.statusCode, 200, image.name);
       }
       assert.ok(!list.some((image) => image.name.includes("/") || image.name.includes("\\")));
-      assert.equal((await filesUnder(parent).catch(() => [])).length >= 0 && outsideBefore >= 0, true);
       assert.deepEqual(await filesUnder(join(dataDir, "tmp")), []);
       await assertStillAnswers(app);
     });
