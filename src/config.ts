@@ -66,6 +66,12 @@ export interface Config {
    */
   signingKeys: Array<{ id: string; secret: string }> | undefined;
   /**
+   * Shared state for many nodes (`REDIS_URL`): login rate-limit counters and, when `signingKeys`
+   * is unset, the signing key ring live in Redis under `keyPrefix`, so every node agrees.
+   * Undefined: each node counts alone and keeps its keys in its data directory.
+   */
+  redis: { url: string; keyPrefix: string } | undefined;
+  /**
    * SQLite: `busyTimeoutMs` is how long a write waits for another process's lock before the request
    * answers 503 `database_unavailable` (better-sqlite3 waits synchronously, so keep it short).
    */
@@ -170,6 +176,13 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
 
   const signingKeys = parseSigningKeys(str("IMGVAULT_SIGNING_KEYS"), problems);
 
+  const redisUrl = str("REDIS_URL");
+  let redis: Config["redis"];
+  if (redisUrl !== undefined) {
+    if (/^rediss?:\/\//.test(redisUrl)) redis = { url: redisUrl, keyPrefix: str("REDIS_KEY_PREFIX") ?? "imgvault:" };
+    else problems.push(`REDIS_URL must start with redis:// or rediss://, got "${redisUrl}"`);
+  }
+
   const config: Config = {
     host: overrides.host ?? str("IMGVAULT_HOST") ?? "127.0.0.1",
     port,
@@ -212,6 +225,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       maxBytes: int("IMGVAULT_VARIANT_CACHE_BYTES", 1024 * 1024 * 1024, 0),
     },
     signingKeys,
+    redis,
     database,
     storage,
   };

@@ -251,17 +251,22 @@ function keyRingFromFile(file: KeyFile, path: string): KeyRing {
   return { current, previous: keys.filter((key) => key !== current) };
 }
 
+/** `file` plus one new random 256-bit key, made current. */
+function withNewCurrentKey(file: KeyFile, clock: Clock): KeyFile {
+  const id = `k${clock().toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(3).toString("hex")}`;
+  return {
+    current: id,
+    keys: [{ id, secret: randomBytes(32).toString("base64url"), created_at: clock().toISOString() }, ...file.keys],
+  };
+}
+
 /**
  * Writes `file` plus one new current key. The content goes to a private temporary file first and
  * is then linked into place: `link` fails when the target exists, so two processes creating the
  * file at once cannot overwrite each other, and a reader never sees half a file.
  */
 async function createKeyFile(path: string, file: KeyFile, clock: Clock, options: { replace?: boolean } = {}): Promise<void> {
-  const id = `k${clock().toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(3).toString("hex")}`;
-  const next: KeyFile = {
-    current: id,
-    keys: [{ id, secret: randomBytes(32).toString("base64url"), created_at: clock().toISOString() }, ...file.keys],
-  };
+  const next = withNewCurrentKey(file, clock);
   await mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   await writeFile(temporary, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600, flag: "wx" });
@@ -276,4 +281,80 @@ async function createKeyFile(path: string, file: KeyFile, clock: Clock, options:
   } finally {
     await unlink(temporary).catch(() => undefined);
   }
+}
+
+/**
+ * The few Redis commands the shared key ring needs (an ioredis client has them). Keys are
+ * relative to the client's own key prefix.
+ */
+export interface SharedKeyStore {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, mode: "NX"): Promise<"OK" | null>;
+  watch(key: string): Promise<unknown>;
+  unwatch(): Promise<unknown>;
+  multi(): { set(key: string, value: string): unknown; exec(): Promise<unknown[] | null> };
+}
+
+/** Where the shared key ring lives in Redis (after the client's prefix); the value is the key file's JSON. */
+export const sharedSigningKeysKey = "signing-keys";
+
+/**
+ * The key ring shared by every node through Redis, for deployments without configured keys: the
+ * first node to start creates one random key (SET NX, so nodes starting at once agree on it) and
+ * every node reads the same ring. Same format as `signing-keys.json`.
+ *
+ * @throws ConfigError when the stored value is not a valid key ring.
+ */
+export async function loadSharedKeyRing(store: SharedKeyStore, clock: Clock = systemClock): Promise<KeyRing> {
+  const where = `Redis key "${sharedSigningKeysKey}"`;
+  let text = await store.get(sharedSigningKeysKey);
+  if (text === null) {
+    await store.set(sharedSigningKeysKey, JSON.stringify(withNewCurrentKey({ current: "", keys: [] }, clock)), "NX");
+    text = await store.get(sharedSigningKeysKey);
+    if (text === null) throw new ConfigError([`${where} vanished while it was being created`]);
+  }
+  return keyRingFromFile(parseSharedKeys(text, where), where);
+}
+
+/**
+ * Adds a fresh key to the shared ring and makes it current; old keys keep verifying (see
+ * `rotateKeyFile`). Optimistic: retried when another node rotates at the same moment. Running
+ * nodes pick the new key up on restart.
+ */
+export async function rotateSharedKeyRing(store: SharedKeyStore, clock: Clock = systemClock): Promise<KeyRing> {
+  const where = `Redis key "${sharedSigningKeysKey}"`;
+  for (let attempt = 0; attempt < 10; attempt += 1) {
+    await store.watch(sharedSigningKeysKey);
+    const text = await store.get(sharedSigningKeysKey);
+    const existing = text === null ? { current: "", keys: [] } : parseSharedKeys(text, where);
+    const next = withNewCurrentKey(existing, clock);
+    const transaction = store.multi();
+    transaction.set(sharedSigningKeysKey, JSON.stringify(next));
+    // null: the key changed after WATCH (another node rotated); read again and retry.
+    if ((await transaction.exec()) !== null) return keyRingFromFile(next, where);
+  }
+  await store.unwatch();
+  throw new ConfigError([`${where} kept changing while being rotated`]);
+}
+
+function parseSharedKeys(text: string, where: string): KeyFile {
+  try {
+    return JSON.parse(text) as KeyFile;
+  } catch {
+    throw new ConfigError([`${where} is not valid JSON`]);
+  }
+}
+
+/**
+ * The key ring this node signs with: the configured keys when there are any, else the ring shared
+ * through Redis when `REDIS_URL` is set, else `<dataDir>/signing-keys.json`.
+ */
+export function loadKeyRingFor(
+  config: { signingKeys: Array<{ id: string; secret: string }> | undefined; dataDir: string },
+  shared: SharedKeyStore | undefined,
+  clock: Clock = systemClock,
+): Promise<KeyRing> {
+  if (config.signingKeys !== undefined && config.signingKeys.length > 0) return loadKeyRing(config.signingKeys, config.dataDir, clock);
+  if (shared !== undefined) return loadSharedKeyRing(shared, clock);
+  return loadKeyRing(undefined, config.dataDir, clock);
 }
