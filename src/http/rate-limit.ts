@@ -93,7 +93,16 @@ type Limiter = ReturnType<FastifyInstance["createRateLimit"]>;
 
 function refuseWhenExceeded(limiter: Limiter, scope: string): Hook {
   return async (request) => {
-    const result = await limiter(request);
+    let result: Awaited<ReturnType<Limiter>>;
+    try {
+      result = await limiter(request);
+    } catch (error) {
+      // The shared counters (Redis) cannot be reached: refuse rather than let guesses through uncounted.
+      throw new AppError("service_unavailable", "Login attempts cannot be counted right now; try again shortly.", {
+        headers: { "retry-after": "5" },
+        cause: error,
+      });
+    }
     if (result.isAllowed || !result.isExceeded) return;
     const seconds = Math.max(1, result.ttlInSeconds);
     throw new AppError("too_many_requests", `Too many login attempts ${scope}; try again in ${seconds} seconds.`, {

@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { createServer } from "node:net";
 import { describe, test, type TestContext } from "node:test";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
 import { upload } from "../helpers/http.js";
+import { Relay } from "../helpers/tcp-relay.js";
 import { allowConnections, createScaleOutBackend, scaleOutSkipReason, terminateConnections, type ScaleOutBackend } from "../helpers/scale-out.js";
 
 const png = fixture("valid/small.png").path;
@@ -34,46 +35,6 @@ const uncached = { IMGVAULT_KEY_CACHE_MS: "0", IMGVAULT_HOT_CACHE_BYTES: "0" };
 
 async function get(app: FastifyInstance, key: string, url: string): Promise<LightMyRequestResponse> {
   return app.inject({ method: "GET", url, headers: auth(key) });
-}
-
-/** A TCP relay to a real server that can be cut (every connection dropped, new ones refused) and restored on the same port. */
-class Relay {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    private readonly host: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.targetPort, this.host);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on("close", () => this.sockets.delete(socket));
-        socket.on("error", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    server.listen(this.port, "127.0.0.1");
-    await new Promise<void>((resolve, reject) => server.once("listening", resolve).once("error", reject));
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("relay has no port");
-    this.port = address.port;
-    this.server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
 }
 
 describe("backends that go away and come back", { skip: scaleOutSkipReason }, () => {

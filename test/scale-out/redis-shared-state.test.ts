@@ -1,8 +1,9 @@
 /**
  * What nodes share through Redis (REDIS_URL), on the real Redis of this machine (TEST_REDIS_URL,
  * default redis://127.0.0.1:6379): the signing key ring, created once however many nodes start at
- * once, rotated without losing old keys; a Redis that does not answer stops a node from starting
- * with state of its own. Each test works under its own key prefix and removes it afterwards.
+ * once, rotated without losing old keys; login attempts counted once for all nodes; a Redis that
+ * does not answer stops a node from starting with state of its own, and a running node refuses
+ * logins it cannot count. Each test works under its own key prefix and removes it afterwards.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -11,6 +12,8 @@ import { loadConfig } from "../../src/config.js";
 import { isAppError } from "../../src/errors.js";
 import { closeRedis, connectRedis, type RedisClient } from "../../src/services/redis.js";
 import { loadKeyRingFor, loadSharedKeyRing, rotateSharedKeyRing, UrlSigner } from "../../src/services/signing.js";
+import { buildTestApp, type TestApp } from "../helpers/app.js";
+import { Relay } from "../helpers/tcp-relay.js";
 
 export const testRedisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -95,5 +98,62 @@ describe("state shared through Redis", () => {
       assert.doesNotMatch(error.message, /hunter2/);
       return true;
     });
+  });
+});
+
+async function loginAttempt(node: TestApp, username: string): Promise<number> {
+  const response = await node.app.inject({ method: "POST", url: "/api/token/", payload: { username, password: "not the password" } });
+  if (response.statusCode === 429) assert.match(String(response.headers["retry-after"]), /^\d+$/);
+  return response.statusCode;
+}
+
+describe("login rate limits across nodes", () => {
+  const limits = { IMGVAULT_LOGIN_ATTEMPTS_PER_USERNAME: "3", IMGVAULT_LOGIN_ATTEMPTS_PER_ADDRESS: "0" };
+
+  test("with REDIS_URL a limit of 3 attempts holds for all nodes together", async (t) => {
+    const { keyPrefix } = await redisUnderFreshPrefix(t);
+    const env = { ...limits, REDIS_URL: testRedisUrl, REDIS_KEY_PREFIX: keyPrefix };
+    const nodes = [await buildTestApp(t, env), await buildTestApp(t, env)];
+    const statuses = [];
+    for (let attempt = 0; attempt < 5; attempt += 1) statuses.push(await loginAttempt(nodes[attempt % 2]!, "mallory-target"));
+    assert.deepEqual(statuses, [400, 400, 400, 429, 429]);
+    // Another username has its own budget.
+    assert.equal(await loginAttempt(nodes[1]!, "someone-else"), 400);
+  });
+
+  test("without REDIS_URL each node counts alone (the documented single-node behaviour)", async (t) => {
+    const nodes = [await buildTestApp(t, limits), await buildTestApp(t, limits)];
+    const statuses = [];
+    for (let attempt = 0; attempt < 8; attempt += 1) statuses.push(await loginAttempt(nodes[attempt % 2]!, "mallory-target"));
+    assert.deepEqual(statuses, [400, 400, 400, 400, 400, 400, 429, 429]);
+  });
+
+  test("a node whose Redis goes away refuses logins with 503 (never uncounted, never 500) and counts again when it returns", async (t) => {
+    const { keyPrefix } = await redisUnderFreshPrefix(t);
+    const target = new URL(testRedisUrl);
+    const relay = new Relay(target.hostname, Number(target.port || 6379));
+    await relay.start();
+    t.after(() => relay.cut());
+    const url = new URL(testRedisUrl);
+    url.hostname = "127.0.0.1";
+    url.port = String(relay.port);
+    const node = await buildTestApp(t, { ...limits, REDIS_URL: url.toString(), REDIS_KEY_PREFIX: keyPrefix });
+    assert.equal(await loginAttempt(node, "victim"), 400);
+
+    await relay.cut();
+    const refused = await node.app.inject({ method: "POST", url: "/api/token/", payload: { username: "victim", password: "guess" } });
+    assert.equal(refused.statusCode, 503, refused.body);
+    assert.equal(refused.json<{ error: { code: string } }>().error.code, "service_unavailable");
+    assert.match(String(refused.headers["retry-after"]), /^\d+$/);
+
+    await relay.start();
+    // ioredis reconnects in the background; the first attempts after the return may still fail with 503.
+    const statuses: number[] = [];
+    for (let attempt = 0; attempt < 40 && statuses.filter((status) => status !== 503).length < 3; attempt += 1) {
+      const status = await loginAttempt(node, "victim");
+      statuses.push(status);
+      if (status === 503) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(statuses.filter((status) => status !== 503), [400, 400, 429], "the count before the outage was kept");
   });
 });
