@@ -112,6 +112,14 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
 
   await screenshot(page, "web-grid.png");
 
+  await t.test("finished uploads can be cleared from the list", async () => {
+    await page.getByRole("button", { name: "Clear finished uploads" }).click();
+    await page.getByRole("list", { name: "Uploads" }).waitFor({ state: "hidden" });
+    assert.equal(await page.locator("#upload-list > li").count(), 0);
+    assert.equal(await page.getByRole("button", { name: "Clear finished uploads" }).isVisible(), false);
+    assert.equal(await page.locator("#grid > li").count(), 3);
+  });
+
   await t.test("opening an image shows the picture and its metadata", async () => {
     await page.getByRole("list", { name: "Images" }).getByRole("button", { name: /forest\.png/ }).click();
     const dialog = page.getByRole("dialog", { name: "forest.png" });

@@ -36,7 +36,7 @@ const library = new Library(api, byId("grid", HTMLUListElement), byId("grid-foot
   changed: () => renderStats(),
   failed: (error) => onFailure(error),
 });
-const uploads = new Uploads(api, byId("upload-list", HTMLUListElement), {
+const uploads = new Uploads(api, byId("upload-list", HTMLUListElement), byId("clear-uploads", HTMLButtonElement), {
   uploaded: (image) => library.add(image),
   failed: (error) => onFailure(error),
 });

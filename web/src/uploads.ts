@@ -1,5 +1,5 @@
 import { ApiError, type Api, type ImageObject } from "./api.js";
-import { announce, h } from "./dom.js";
+import { announce, byId, h } from "./dom.js";
 
 /** Uploads at once: enough to overlap network and server work without tripping per-key upload caps. */
 const concurrentUploads = 2;
@@ -28,8 +28,20 @@ export class Uploads {
   constructor(
     private readonly api: Api,
     private readonly list: HTMLUListElement,
+    private readonly clearButton: HTMLButtonElement,
     private readonly events: UploadEvents,
-  ) {}
+  ) {
+    this.clearButton.addEventListener("click", () => {
+      for (const item of this.list.querySelectorAll<HTMLElement>('[data-state="done"], [data-state="failed"]')) item.remove();
+      this.list.hidden = this.list.childElementCount === 0;
+      this.clearButton.hidden = true;
+      byId("library-heading").focus();
+    });
+  }
+
+  private showClearButton(): void {
+    this.clearButton.hidden = this.list.querySelector('[data-state="done"], [data-state="failed"]') === null;
+  }
 
   add(files: Iterable<File>): void {
     let added = 0;
@@ -54,6 +66,7 @@ export class Uploads {
     this.active.clear();
     this.list.replaceChildren();
     this.list.hidden = true;
+    this.clearButton.hidden = true;
   }
 
   private pump(): void {
@@ -95,6 +108,7 @@ export class Uploads {
       if (error instanceof ApiError && error.status === 401) this.events.failed(error);
     } finally {
       this.active.delete(upload);
+      this.showClearButton();
     }
   }
 }
