@@ -9,6 +9,7 @@ import { systemClock } from "../services/clock.js";
 import { serve } from "../server.js";
 import { ask, askHidden, readFirstLineOfStdin } from "./prompt.js";
 import { operationsCommands } from "./commands/operations.js";
+import { expiryFromOption, keyCommands } from "./commands/keys.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | undefined>;
@@ -60,13 +61,14 @@ const commands: Record<string, Command> = {
   },
   "get-access-key": {
     summary: "Print a new access key, creating the user if needed (asks for username and password).",
-    usage: "imgvault get-access-key [--username NAME] [--password-stdin] [--label L] [--scope read|read-write] [--data-dir D]",
-    options: { ...credentialOptions, label: { type: "string" }, scope: { type: "string" } },
+    usage: "imgvault get-access-key [--username NAME] [--password-stdin] [--label L] [--scope read|read-write] [--expires-in 30d] [--data-dir D]",
+    options: { ...credentialOptions, label: { type: "string" }, scope: { type: "string" }, "expires-in": { type: "string" } },
     async run(values, config) {
+      const expiresAt = expiryFromOption(values["expires-in"]) ?? null;
       const { username, password } = await readCredentials(values, false);
       return withAccounts(config, async (accounts) => {
         const { user, created } = await accounts.ensureUser(username, password);
-        const { key } = await accounts.issueKey(user.id, { label: String(values.label ?? "cli"), scope: parseScope(values.scope) });
+        const { key } = await accounts.issueKey(user.id, { label: String(values.label ?? "cli"), scope: parseScope(values.scope), expiresAt });
         if (created) process.stderr.write(`Created user "${user.username}".\n`);
         process.stdout.write(`${key}\n`);
         return 0;
@@ -139,6 +141,7 @@ const commands: Record<string, Command> = {
     },
   },
   ...operationsCommands,
+  ...keyCommands,
 };
 
 function requireString(values: Values, name: string): string {
