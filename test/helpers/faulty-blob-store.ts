@@ -1,4 +1,5 @@
 import { PassThrough, type Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { BlobInfo, BlobStore, ByteRange } from "../../src/storage/blob-store.js";
 import { FsBlobStore, translateFsError } from "../../src/storage/fs-blob-store.js";
 
@@ -15,6 +16,8 @@ export class FaultyBlobStore implements BlobStore {
   private readonly faults = new Map<BlobOperation, FaultCode>();
   /** Reads that deliver this many bytes and then fail (a disk error in the middle of a file). */
   private midStreamFault: { afterBytes: number; code: FaultCode } | undefined;
+  /** A slow disk (or a far object store): opening a blob for reading takes this long. */
+  private readDelayMs = 0;
 
   constructor(root: string) {
     this.inner = new FsBlobStore(root);
@@ -34,12 +37,18 @@ export class FaultyBlobStore implements BlobStore {
     this.midStreamFault = { afterBytes, code };
   }
 
+  /** Later reads wait `ms` before opening the blob, which widens the gap between reading a row and its bytes. */
+  delayReads(ms: number): void {
+    this.readDelayMs = ms;
+  }
+
   /** The disk recovers: clears every fault (or the one of `operation`). */
   heal(operation?: BlobOperation): void {
     if (operation) this.faults.delete(operation);
     else {
       this.faults.clear();
       this.midStreamFault = undefined;
+      this.readDelayMs = 0;
     }
   }
 
@@ -55,6 +64,7 @@ export class FaultyBlobStore implements BlobStore {
 
   async read(sha256: string, range?: ByteRange): Promise<Readable> {
     this.assertHealthy("read");
+    if (this.readDelayMs > 0) await sleep(this.readDelayMs);
     const stream = await this.inner.read(sha256, range);
     const fault = this.midStreamFault;
     if (!fault) return stream;
