@@ -10,6 +10,7 @@ import { serve } from "../server.js";
 import { ask, askHidden, readFirstLineOfStdin } from "./prompt.js";
 import { operationsCommands } from "./commands/operations.js";
 import { expiryFromOption, keyCommands } from "./commands/keys.js";
+import { migrateStorageCommands } from "./commands/migrate-storage.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | undefined>;
@@ -142,6 +143,7 @@ const commands: Record<string, Command> = {
   },
   ...operationsCommands,
   ...keyCommands,
+  ...migrateStorageCommands,
 };
 
 function requireString(values: Values, name: string): string {
