@@ -1,5 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import type { AccessKeyRow, ImageRow } from "../db/schema.js";
+import type { ExifHighlights } from "../processing/metadata.js";
+import { readMetadata } from "../services/image-metadata.js";
 
 /** The image object of the API. `image_name` repeats `name` for clients of the original service. */
 export interface ImageObject {
@@ -14,9 +16,15 @@ export interface ImageObject {
   bytes: number;
   sha256: string;
   has_gps: boolean;
+  /** ThumbHash (base64) of the image as shown; null for images stored before it was computed. */
+  thumbhash: string | null;
+  /** Camera highlights from EXIF; null when the file records none. */
+  exif: ExifHighlights | null;
   created_at: string;
   updated_at: string;
 }
+
+const nullableString = { type: ["string", "null"] } as const;
 
 export const imageObjectSchema = {
   $id: "Image",
@@ -34,6 +42,21 @@ export const imageObjectSchema = {
     bytes: { type: "integer" },
     sha256: { type: "string", description: "SHA-256 of the stored bytes; also the strong ETag." },
     has_gps: { type: "boolean", description: "Whether the stored bytes carry GPS coordinates." },
+    thumbhash: {
+      type: ["string", "null"],
+      description: "ThumbHash (base64) of the image as shown: a tiny placeholder to paint while the image loads.",
+    },
+    exif: {
+      type: ["object", "null"],
+      description: "Camera highlights from the image's EXIF, computed at upload; null when it records none.",
+      properties: {
+        make: nullableString,
+        model: nullableString,
+        lens: nullableString,
+        taken_at: { ...nullableString, description: "ISO 8601 local time; with an offset only when the file records one." },
+        orientation: { type: ["integer", "null"], minimum: 1, maximum: 8 },
+      },
+    },
     created_at: { type: "string", format: "date-time" },
     updated_at: { type: "string", format: "date-time" },
   },
@@ -48,6 +71,7 @@ export function baseUrl(request: FastifyRequest): string {
 }
 
 export function presentImage(row: ImageRow, base: string): ImageObject {
+  const metadata = readMetadata(row);
   return {
     name: row.name,
     image_name: row.name,
@@ -60,6 +84,8 @@ export function presentImage(row: ImageRow, base: string): ImageObject {
     bytes: row.bytes,
     sha256: row.sha256,
     has_gps: row.has_gps === 1,
+    thumbhash: metadata?.thumbhash ?? null,
+    exif: metadata?.exif ?? null,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };

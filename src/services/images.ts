@@ -6,12 +6,14 @@ import { inTransaction, repositories, type Repositories } from "../db/repositori
 import { NameTakenError, type ImageContent } from "../db/repositories/images.js";
 import type { ImageRow } from "../db/schema.js";
 import { AppError, isAppError } from "../errors.js";
+import { describeImage } from "../processing/metadata.js";
 import { decodeFully, probeImage, type ImageInfo, type ImageLimits } from "../processing/probe.js";
 import { stripMetadata, type StripMode } from "../processing/strip.js";
 import type { WorkQueue } from "../processing/work-queue.js";
 import type { BlobStore, ByteRange } from "../storage/blob-store.js";
 import type { Clock } from "./clock.js";
 import type { HotCache } from "./hot-cache.js";
+import { encodeMetadata } from "./image-metadata.js";
 import { nextFreeName, splitExtension, validateImageName } from "./names.js";
 import { StagingArea, type StagedFile } from "./staging.js";
 
@@ -59,6 +61,9 @@ export interface ImageUpdate extends UploadOptions {
   expectedSha256?: string;
 }
 
+/** A validated image and, when it was described, its metadata JSON for `images.metadata`. */
+export type InspectedImage = ImageInfo & { metadata: string | null };
+
 export const defaultPageSize = 100;
 export const maxPageSize = 1000;
 
@@ -84,12 +89,23 @@ export class ImagesService {
     return this.clock().toISOString();
   }
 
-  /** Proves the staged file is a whole image within the limits, in the bounded work queue. */
-  inspect(staged: StagedFile): Promise<ImageInfo> {
+  /**
+   * Proves the staged file is a whole image within the limits and, with `describe`, computes what
+   * is stored about it (ThumbHash, EXIF highlights, alpha), all in one job of the bounded work queue.
+   */
+  inspect(staged: StagedFile, options: { describe?: boolean } = {}): Promise<InspectedImage> {
     return this.queue.run(async () => {
       const info = await probeImage(staged.path, this.options.limits);
       await decodeFully(staged.path, this.options.limits);
-      return info;
+      if (!options.describe) return { ...info, metadata: null };
+      try {
+        const description = await describeImage(staged.path, info.exif, { limitInputPixels: this.options.limits.maxPixels });
+        return { ...info, metadata: encodeMetadata(description, info.orientation) };
+      } catch (error) {
+        // The image decoded whole: a placeholder that cannot be made is no reason to refuse it.
+        this.options.onBackgroundError?.(error);
+        return { ...info, metadata: null };
+      }
     });
   }
 
@@ -98,8 +114,9 @@ export class ImagesService {
    * makes the cleaned copy that is stored instead (its own staged file: the caller disposes of it
    * when it is not the upload itself).
    */
-  private async prepare(staged: StagedFile, strip: StripMode | undefined): Promise<{ file: StagedFile; info: ImageInfo }> {
-    const info = await this.inspect(staged);
+  private async prepare(staged: StagedFile, strip: StripMode | undefined): Promise<{ file: StagedFile; info: InspectedImage }> {
+    // Only the bytes that are stored are described.
+    const info = await this.inspect(staged, { describe: strip === undefined });
     if (strip === undefined) return { file: staged, info };
     const { maxPixels } = this.options.limits;
     const cleaned = await this.queue.run(async () => {
@@ -111,7 +128,7 @@ export class ImagesService {
       }
     });
     try {
-      return { file: cleaned, info: await this.inspect(cleaned) };
+      return { file: cleaned, info: await this.inspect(cleaned, { describe: true }) };
     } catch (error) {
       await cleaned.dispose();
       throw error;
@@ -339,7 +356,7 @@ export class ImagesService {
   }
 }
 
-function contentOf(staged: StagedFile, info: ImageInfo): ImageContent {
+function contentOf(staged: StagedFile, info: InspectedImage): ImageContent {
   return {
     sha256: staged.sha256,
     content_type: info.contentType,
@@ -349,7 +366,7 @@ function contentOf(staged: StagedFile, info: ImageInfo): ImageContent {
     pages: info.pages,
     bytes: staged.size,
     has_gps: info.hasGps ? 1 : 0,
-    metadata: null,
+    metadata: info.metadata,
   };
 }
 
