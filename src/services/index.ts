@@ -9,7 +9,10 @@ import { AccountsService } from "./accounts.js";
 import { systemClock, type Clock } from "./clock.js";
 import { HotCache } from "./hot-cache.js";
 import { ImagesService, type ImagesServiceHooks } from "./images.js";
+import { loadKeyRing, UrlSigner } from "./signing.js";
 import { StagingArea } from "./staging.js";
+import { VariantCache } from "./variant-cache.js";
+import { VariantService } from "./variants.js";
 
 /** Everything a running imgvault holds: the backends and the services over them. */
 export interface Services {
@@ -21,6 +24,11 @@ export interface Services {
   hotCache: HotCache;
   accounts: AccountsService;
   images: ImagesService;
+  /** Disk cache of transformed variants (per node); closed with the services. */
+  variantCache: VariantCache;
+  variants: VariantService;
+  /** Signs and verifies keyless image URLs; created once, with the key ring loaded at start. */
+  signer: UrlSigner;
   clock: Clock;
   /** Collects unreferenced blobs past their grace period and removes stale staged uploads. */
   housekeeping(): Promise<void>;
@@ -55,6 +63,13 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       onBackgroundError: overrides.onBackgroundError,
       hooks: overrides.imageHooks,
     });
+    const signer = new UrlSigner(await loadKeyRing(config.signingKeys, config.dataDir, clock), clock);
+    const variantCache = await VariantCache.open({ ...config.variantCache, onError: overrides.onBackgroundError });
+    const variants = new VariantService(variantCache, hotCache, queue, images, {
+      limitInputPixels: config.maxPixels,
+      maxOutputPixels: config.transform.maxOutputPixels,
+      effort: { avif: config.transform.avifEffort, webp: config.transform.webpEffort, gif: config.transform.gifEffort },
+    });
     return {
       config,
       database,
@@ -64,13 +79,16 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       hotCache,
       accounts,
       images,
+      variantCache,
+      variants,
+      signer,
       clock,
       async housekeeping() {
         await images.sweep();
         for (const path of await staging.leftovers(stagedLeftoverAgeMs)) await rm(path, { force: true });
       },
       async close() {
-        await Promise.allSettled([database.close(), blobs.close()]);
+        await Promise.allSettled([database.close(), blobs.close(), variantCache.close()]);
       },
     };
   } catch (error) {

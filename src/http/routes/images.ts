@@ -1,9 +1,11 @@
 import type {} from "@fastify/swagger";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError } from "../../errors.js";
+import { parseTransformParams } from "../../processing/transform-params.js";
 import { maxPageSize } from "../../services/images.js";
 import type { Services } from "../../services/index.js";
 import { authenticate, principalOf } from "../auth.js";
+import { imageReadResponses, serveImage, transformQuerySchema } from "../image-response.js";
 import { readImageUpload } from "../multipart.js";
 import { baseUrl, imagePath, presentImage } from "../presenters.js";
 import { imageSecurityHeaders, stripQuerySchema, type StripQuery } from "../privacy.js";
@@ -68,30 +70,35 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
     },
   });
 
-  app.get<{ Params: NameParams }>("/image/:name/", {
+  // GET and HEAD declared together: Fastify's automatic HEAD would read the whole blob to discard it.
+  app.route<{ Params: NameParams; Querystring: Record<string, unknown> }>({
+    method: ["GET", "HEAD"],
+    url: "/image/:name/",
     schema: {
-      summary: "Render an image: its stored bytes",
+      summary: "Render an image: its stored bytes, or a transformed variant",
+      description:
+        "Without transform parameters: the stored bytes. With `w`, `h`, `fit`, `enlarge`, `format`, `q` or `dpr`: a resized or converted variant, cached. " +
+        "Strong ETag, Last-Modified, If-None-Match/If-Modified-Since (304), one byte Range (206, 416), `Cache-Control: private, no-cache`.",
       tags: ["images"],
       params: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
+      querystring: transformQuerySchema,
       produces: ["image/*"],
-      response: {
-        200: { description: "The image bytes, with Content-Type from the real format.", type: "string", format: "binary" },
-        ...errorResponses(401, 404),
-      },
+      response: { ...imageReadResponses, ...errorResponses(400, 401, 404, 416, 503) },
     },
     handler: async (request, reply) => sendImage(request, reply),
   });
 
-  async function sendImage(request: FastifyRequest<{ Params: NameParams }>, reply: FastifyReply): Promise<FastifyReply> {
+  async function sendImage(
+    request: FastifyRequest<{ Params: NameParams; Querystring: Record<string, unknown> }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> {
+    const spec = parseTransformParams(request.query);
     const { userId } = principalOf(request);
-    const row = await images.find(userId, request.params.name);
-    const body = await images.openContent(row);
-    reply
-      .header("content-type", row.content_type)
-      .header("content-length", String(row.bytes))
-      .header("content-disposition", contentDisposition(row.name))
-      .headers(imageSecurityHeaders(services.config.imageHeaders));
-    return reply.send(body.kind === "buffer" ? body.bytes : body.stream);
+    return serveImage(request, reply, services, () => images.find(userId, request.params.name), spec, {
+      // The bytes under a name can change: caches must ask again, and only the caller's own may keep them.
+      cacheControl: "private, no-cache",
+      securityHeaders: imageSecurityHeaders(services.config.imageHeaders),
+    });
   }
 
   app.patch<{ Params: NameParams; Querystring: StripQuery }>("/image/:name/", {
@@ -154,8 +161,4 @@ function ifMatch(request: FastifyRequest): string | undefined {
   return match?.[1] ?? "no-such-version";
 }
 
-/** `inline; filename=…` with an ASCII fallback and the exact UTF-8 name (RFC 6266). */
-export function contentDisposition(name: string): string {
-  const ascii = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
-  return `inline; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
-}
+export { contentDisposition } from "../image-response.js";
