@@ -10,6 +10,7 @@ import { imageObjectSchema } from "./http/presenters.js";
 import { documentMultipartBodies } from "./http/schemas.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { imageRoutes } from "./http/routes/images.js";
+import { signedUrlRoutes } from "./http/routes/signed.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
 import { webRoutes } from "./http/routes/web.js";
 import { keyRoutes } from "./http/routes/keys.js";
@@ -97,6 +98,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(tokenRoutes, { services });
   await app.register(keyRoutes, { services });
   await app.register(imageRoutes, { services });
+  await app.register(signedUrlRoutes, { services });
   await app.register(webRoutes);
   return app;
 }

@@ -14,15 +14,16 @@ const readMethods = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
  * `Authorization: Token <key>` (the scheme word in any case, as the original accepted) or
- * `Bearer <key>`. A `read` key may only read.
+ * `Bearer <key>`. A `read` key may only read: GET/HEAD/OPTIONS, or a route that declares
+ * `readsOnly` (a POST that changes nothing stored, such as creating a signed URL).
  */
-export function authenticate(accounts: AccountsService) {
+export function authenticate(accounts: AccountsService, options: { readsOnly?: boolean } = {}) {
   return async function authenticateRequest(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const header = request.headers.authorization;
     const match = header === undefined ? null : authorizationPattern.exec(header);
     if (!match?.[1]) throw new AppError("unauthorized");
     const principal = await accounts.authenticate(match[1]);
-    if (principal.scope === "read" && !readMethods.has(request.method)) {
+    if (principal.scope === "read" && !options.readsOnly && !readMethods.has(request.method)) {
       throw new AppError("forbidden", "This access key is read-only.");
     }
     request.principal = principal;
