@@ -4,6 +4,8 @@ const maxNameBytes = 255;
 // C0 controls, DEL and C1 controls: invisible, and some of them end strings in other systems.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/u;
+// Bidirectional overrides and isolates reorder how a name displays: "cat\u202Egnp.exe" shows as "catexe.png".
+const bidiControls = /[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]/u;
 
 /**
  * Validates an image name and returns it in Unicode NFC. Names are data, never paths, but they
@@ -16,6 +18,7 @@ export function validateImageName(raw: string): string {
   if (name.length === 0) throw refuse("is empty");
   if (Buffer.byteLength(name, "utf8") > maxNameBytes) throw refuse(`is longer than ${maxNameBytes} bytes`);
   if (controlCharacters.test(name)) throw refuse("contains control characters");
+  if (bidiControls.test(name)) throw refuse("contains bidirectional control characters");
   if (name.includes("/") || name.includes("\\")) throw refuse("contains a slash or backslash");
   if (name.includes("..")) throw refuse('contains ".."');
   if (name === ".") throw refuse('is "."');

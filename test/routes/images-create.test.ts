@@ -100,6 +100,7 @@ describe("POST /image/", () => {
 
   const badNames: Array<[string, string]> = [
     ["control character", "a\u0001b.png"],
+    ["bidirectional override", "cat\u202egnp.exe"],
     ["dot-dot", "..png.."],
     ["dot", "."],
     ["over 255 bytes", `${"é".repeat(128)}.png`],
