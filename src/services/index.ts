@@ -9,7 +9,8 @@ import { AccountsService } from "./accounts.js";
 import { systemClock, type Clock } from "./clock.js";
 import { HotCache } from "./hot-cache.js";
 import { ImagesService, type ImagesServiceHooks } from "./images.js";
-import { loadKeyRing, UrlSigner } from "./signing.js";
+import { closeRedis, connectRedis, type RedisClient } from "./redis.js";
+import { loadKeyRingFor, UrlSigner } from "./signing.js";
 import { StagingArea } from "./staging.js";
 import { VariantCache } from "./variant-cache.js";
 import { VariantService } from "./variants.js";
@@ -29,6 +30,8 @@ export interface Services {
   variants: VariantService;
   /** Signs and verifies keyless image URLs; created once, with the key ring loaded at start. */
   signer: UrlSigner;
+  /** The Redis nodes share state through (`REDIS_URL`), or undefined: each node keeps its own. */
+  redis: RedisClient | undefined;
   clock: Clock;
   /** Collects unreferenced blobs past their grace period and removes stale staged uploads. */
   housekeeping(): Promise<void>;
@@ -50,7 +53,9 @@ export interface ServiceOverrides {
 export async function createServices(config: Config, overrides: ServiceOverrides = {}): Promise<Services> {
   const clock = overrides.clock ?? systemClock;
   const database = await openDatabase(config.database);
+  let redis: RedisClient | undefined;
   try {
+    redis = config.redis === undefined ? undefined : await connectRedis(config.redis);
     const blobs = overrides.blobs ?? createBlobStore(config.storage);
     const staging = new StagingArea(join(config.dataDir, "tmp"));
     await staging.init();
@@ -63,7 +68,7 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       onBackgroundError: overrides.onBackgroundError,
       hooks: overrides.imageHooks,
     });
-    const signer = new UrlSigner(await loadKeyRing(config.signingKeys, config.dataDir, clock), clock);
+    const signer = new UrlSigner(await loadKeyRingFor(config, redis, clock), clock);
     const variantCache = await VariantCache.open({ ...config.variantCache, onError: overrides.onBackgroundError });
     const variants = new VariantService(variantCache, hotCache, queue, images, {
       limitInputPixels: config.maxPixels,
@@ -82,17 +87,19 @@ export async function createServices(config: Config, overrides: ServiceOverrides
       variantCache,
       variants,
       signer,
+      redis,
       clock,
       async housekeeping() {
         await images.sweep();
         for (const path of await staging.leftovers(stagedLeftoverAgeMs)) await rm(path, { force: true });
       },
       async close() {
-        await Promise.allSettled([database.close(), blobs.close(), variantCache.close()]);
+        await Promise.allSettled([database.close(), blobs.close(), variantCache.close(), redis && closeRedis(redis)]);
       },
     };
   } catch (error) {
     await database.close();
+    if (redis) await closeRedis(redis);
     throw error;
   }
 }
