@@ -93,6 +93,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     perAddress: config.abuse.loginPerAddress,
     perUsername: config.abuse.loginPerUsername,
     windowMs: config.abuse.loginWindowMs,
+    redis: services.redis,
   });
   registerUploadConcurrencyCap(app, config.abuse.uploadsPerKey);
   await app.register(tokenRoutes, { services });
