@@ -8,6 +8,8 @@ import type { Config } from "./config.js";
 import { errorBodySchema, registerErrorHandling, sendError, toAppError } from "./http/error-handler.js";
 import { imageObjectSchema } from "./http/presenters.js";
 import { documentMultipartBodies } from "./http/schemas.js";
+import { loggerOptions } from "./http/logging.js";
+import { registerMetrics } from "./http/metrics.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { imageRoutes } from "./http/routes/images.js";
 import { signedUrlRoutes } from "./http/routes/signed.js";
@@ -35,7 +37,7 @@ export interface BuildOptions extends ServiceOverrides {
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const services = await createServices(config, options);
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel },
+    logger: loggerOptions(config.logLevel, options.logger),
     // Clients of the original send both `/image/x.png/` and `/image/x.png`.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     requestIdHeader: "x-request-id",
@@ -54,6 +56,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   registerErrorHandling(app);
+  registerMetrics(app, services);
   app.addSchema(errorBodySchema);
   app.addSchema(imageObjectSchema);
   await app.register(formbody);
@@ -88,7 +91,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(swaggerUi, { routePrefix: "/docs" });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { services });
   await registerLoginRateLimit(app, {
     perAddress: config.abuse.loginPerAddress,
     perUsername: config.abuse.loginPerUsername,

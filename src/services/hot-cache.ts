@@ -6,6 +6,8 @@ import { LRUCache } from "lru-cache";
  */
 export class HotCache {
   private readonly cache: LRUCache<string, Buffer> | undefined;
+  /** Lookups answered from memory, and lookups that were not, since start (for /metrics). */
+  private lookups = { hits: 0, misses: 0 };
 
   constructor(
     maxBytes: number,
@@ -27,14 +29,17 @@ export class HotCache {
   }
 
   get(sha256: string): Buffer | undefined {
-    return this.cache?.get(sha256);
+    const found = this.cache?.get(sha256);
+    if (found) this.lookups.hits += 1;
+    else this.lookups.misses += 1;
+    return found;
   }
 
   set(sha256: string, bytes: Buffer): void {
     this.cache?.set(sha256, bytes);
   }
 
-  get stats(): { entries: number; bytes: number } {
-    return { entries: this.cache?.size ?? 0, bytes: this.cache?.calculatedSize ?? 0 };
+  get stats(): { entries: number; bytes: number; hits: number; misses: number } {
+    return { entries: this.cache?.size ?? 0, bytes: this.cache?.calculatedSize ?? 0, ...this.lookups };
   }
 }

@@ -1,6 +1,4 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -11,6 +9,7 @@ import { auth, buildTestApp } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
 import { filesUnder, upload } from "../helpers/http.js";
 import { createTestDatabase, postgresAdminUrl } from "../helpers/scale-out.js";
+import { Relay } from "../helpers/tcp-relay.js";
 
 function assertUnavailable(response: { statusCode: number; headers: Record<string, unknown>; body: string }, what: string): void {
   assert.equal(response.statusCode, 503, `${what}: expected 503, got ${response.statusCode}: ${response.body}`);
@@ -66,45 +65,6 @@ describe("a busy SQLite database", () => {
     );
   });
 });
-
-/** A TCP relay to PostgreSQL that can be cut (the server unreachable) and restored on the same port. */
-class Relay {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.targetPort, this.targetHost);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on("close", () => this.sockets.delete(socket));
-        socket.on("error", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    server.listen(this.port, "127.0.0.1");
-    await once(server, "listening");
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
-  }
-
-  /** Refuses new connections and drops every open one, as a crashed or partitioned server would. */
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 describe("an unreachable PostgreSQL", () => {
   test("every request that needs the database answers 503 database_unavailable with Retry-After, and it recovers without a restart", async (t) => {
