@@ -51,12 +51,16 @@ export async function assertWebBuilt(): Promise<BuildInfo> {
   return info;
 }
 
+/** Browsers still open; a server's teardown closes them first, so no connection of theirs holds it open. */
+const openContexts = new Set<BrowserContext>();
+
 export async function startServer(t: TestContext, env: Record<string, string> = {}): Promise<E2eServer> {
   await assertWebBuilt();
   const dataDir = await mkdtemp(join(tmpdir(), "imgvault-e2e-"));
   const config = loadConfig({ IMGVAULT_DATA_DIR: dataDir, IMGVAULT_GC_GRACE_SECONDS: "0", ...env });
   const app = await buildApp(config, { logger: false });
   t.after(async () => {
+    await Promise.all([...openContexts].map((context) => context.close()));
     await app.close();
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -83,6 +87,8 @@ export async function startServer(t: TestContext, env: Record<string, string> = 
 
 export interface BrowserOptions {
   viewport?: { width: number; height: number };
+  /** IANA time zone of the browser; by default the machine's. */
+  timezoneId?: string;
 }
 
 /** Chromium with a profile of its own, closed and removed when the test ends. */
@@ -98,8 +104,13 @@ export async function launchBrowser(t: TestContext, options: BrowserOptions = {}
     headless: true,
     args: chromiumArgs,
     viewport: options.viewport ?? { width: 1280, height: 900 },
+    // Dates and numbers as the assertions spell them, whatever the machine's language.
+    locale: "en-US",
+    ...(options.timezoneId ? { timezoneId: options.timezoneId } : {}),
     acceptDownloads: true,
   });
+  openContexts.add(context);
+  context.on("close", () => openContexts.delete(context));
   t.after(async () => {
     await context.close();
     await rm(userDataDir, { recursive: true, force: true });

@@ -3,6 +3,7 @@
 // (with an If-Match conflict first), delete, sign out.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import type { Page } from "playwright-core";
 import { launchBrowser, password, picture, screenshot, startServer, watchForProblems } from "./harness.js";
@@ -17,8 +18,17 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
   const server = await startServer(t);
   const apiKey = await server.keyFor("alice");
   const context = await launchBrowser(t);
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.baseUrl });
   const page = await context.newPage();
   const problems = watchForProblems(page);
+  const thumbnailRequests: URL[] = [];
+  const thumbnailTypes: string[] = [];
+  page.on("response", (response) => {
+    const url = new URL(response.url());
+    if (!url.pathname.startsWith("/image/") || !url.searchParams.has("w")) return;
+    thumbnailRequests.push(url);
+    thumbnailTypes.push(response.headers()["content-type"] ?? "");
+  });
 
   const files = [
     { name: "sunrise.jpg", mimeType: "image/jpeg", buffer: await picture("jpeg", 1200, 800, ["#f4a261", "#2a9d8f", "#e76f51"]) },
@@ -86,6 +96,26 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
       const thumbnails = [...document.querySelectorAll<HTMLImageElement>("#grid img")];
       return thumbnails.length === 3 && thumbnails.every((image) => image.src.startsWith("blob:") && image.complete && image.naturalWidth > 0);
     });
+    // Thumbnails are transformed by the server to the square the card draws, in device pixels.
+    assert.equal(thumbnailRequests.length, 3);
+    for (const url of thumbnailRequests) {
+      assert.equal(url.searchParams.get("fit"), "cover");
+      assert.equal(url.searchParams.get("format"), "webp");
+      assert.equal(url.searchParams.get("h"), url.searchParams.get("w"));
+    }
+    assert.deepEqual(thumbnailTypes, ["image/webp", "image/webp", "image/webp"]);
+    const drawn = await page.evaluate(() =>
+      [...document.querySelectorAll<HTMLImageElement>("#grid img")].map((image) => ({
+        width: image.naturalWidth,
+        height: image.naturalHeight,
+        cssWidth: image.clientWidth,
+      })),
+    );
+    for (const thumbnail of drawn) {
+      assert.equal(thumbnail.width, thumbnail.height);
+      assert.ok(thumbnail.width >= thumbnail.cssWidth && thumbnail.width < thumbnail.cssWidth + 128, JSON.stringify(thumbnail));
+    }
+
     const totalBytes = files.reduce((sum, file) => sum + file.buffer.length, 0);
     const stats = await page.locator("#stats").innerText();
     assert.match(stats, /^3 images · /);
@@ -134,6 +164,15 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
     await screenshot(page, "web-detail.png");
   });
 
+  await t.test("download saves the original bytes under the image's name", async () => {
+    const downloading = page.waitForEvent("download");
+    await page.getByRole("button", { name: "Download original" }).click();
+    const download = await downloading;
+    assert.equal(download.suggestedFilename(), "forest.png");
+    const path = await download.path();
+    assert.equal(sha256(await readFile(path)), sha256(files[1]!.buffer));
+  });
+
   await t.test("renaming updates the dialog, the grid and the server", async () => {
     await page.getByLabel("Name", { exact: true }).fill("forest-renamed.png");
     await page.getByRole("button", { name: "Rename" }).click();
@@ -174,6 +213,32 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
     assert.equal(sha256(stored), sha256(replacement));
   });
 
+  let signedLink = "";
+  await t.test("copy link makes a signed URL that opens without a key in a fresh browser", async () => {
+    await page.getByLabel("Expires after").selectOption({ label: "1 day" });
+    await page.getByRole("button", { name: "Copy link" }).click();
+    await page.getByRole("status").filter({ hasText: "Link copied to the clipboard." }).waitFor();
+    signedLink = await page.getByLabel("Signed link").inputValue();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), signedLink);
+    const link = new URL(signedLink);
+    assert.equal(link.origin, server.baseUrl);
+    assert.ok(link.searchParams.has("sig"), signedLink);
+    const pageKey = await page.evaluate(() => sessionStorage.getItem("imgvault.key") ?? "");
+    assert.ok(!signedLink.includes(pageKey) && !signedLink.includes(apiKey), "no key in the link");
+    const expiresAt = Number(link.searchParams.get("exp")) * 1000;
+    const hoursLeft = (expiresAt - Date.now()) / 3_600_000;
+    assert.ok(hoursLeft > 23.9 && hoursLeft <= 24, `the link expires in ${hoursLeft} hours`);
+    assert.match(await page.locator("#link-expires").innerText(), /^Works without a key until /);
+
+    const stranger = await (await launchBrowser(t)).newPage();
+    const response = await stranger.goto(signedLink);
+    assert.equal(response?.status(), 200);
+    assert.equal(response?.headers()["content-type"], "image/png");
+    assert.equal(response?.request().headers()["authorization"], undefined);
+    const shown = await stranger.evaluate(() => document.images[0]?.naturalWidth);
+    assert.equal(shown, 300, "the replaced picture, as it is now");
+  });
+
   await t.test("deleting asks for confirmation, then removes the image everywhere", async () => {
     await page.getByRole("button", { name: "Delete…" }).click();
     await page.getByText("Delete forest-renamed.png? This cannot be undone.").waitFor();
@@ -184,6 +249,7 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
     assert.equal(await page.locator("#grid > li").count(), 2);
     assert.match(await page.locator("#stats").innerText(), /^2 images · /);
     assert.equal((await server.request("/image/forest-renamed.png/", { key: apiKey })).status, 404);
+    assert.equal((await fetch(signedLink)).status, 404, "the signed link of a deleted image");
   });
 
   await t.test("signing out forgets the key and takes the grid away", async () => {

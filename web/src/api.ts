@@ -3,7 +3,6 @@
 
 /** Camera details the server extracts at upload, when it does. */
 export interface ExifHighlights {
-  camera?: string | null;
   make?: string | null;
   model?: string | null;
   lens?: string | null;

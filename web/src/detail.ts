@@ -1,7 +1,7 @@
 import { ApiError, type Api, type ImageObject } from "./api.js";
 import type { Capabilities } from "./capabilities.js";
 import { announce, byId, h } from "./dom.js";
-import { formatBytes, formatCount, formatDate } from "./format.js";
+import { formatBytes, formatCount, formatDate, formatWallClock } from "./format.js";
 import type { Library } from "./library.js";
 
 export interface DetailEvents {
@@ -10,6 +10,12 @@ export interface DetailEvents {
 
 const conflictMessage =
   "Someone changed this image after you opened it, so nothing was changed. Load the latest version, check it, and try again.";
+
+/** "Canon" + "Canon EOS R5" → "Canon EOS R5": models usually repeat their maker's name. */
+function cameraName(make: string | null | undefined, model: string | null | undefined): string {
+  if (make && model) return model.toLowerCase().startsWith(make.toLowerCase()) ? model : `${make} ${model}`;
+  return make ?? model ?? "";
+}
 
 /**
  * One image in a modal dialog: the picture, its metadata and the actions on it. Writes that depend
@@ -126,10 +132,10 @@ export class DetailView {
     ];
     const exif = image.exif;
     if (exif) {
-      const camera = exif.camera ?? [exif.make, exif.model].filter(Boolean).join(" ");
+      const camera = cameraName(exif.make, exif.model);
       if (camera) rows.push(["Camera", camera]);
       if (exif.lens) rows.push(["Lens", exif.lens]);
-      if (exif.taken_at) rows.push(["Taken", formatDate(exif.taken_at)]);
+      if (exif.taken_at) rows.push(["Taken", formatWallClock(exif.taken_at)]);
     }
     if (image.has_gps !== undefined) rows.push(["Location", image.has_gps ? "Contains GPS coordinates" : "None recorded"]);
     this.meta.replaceChildren(...rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
