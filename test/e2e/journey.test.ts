@@ -229,6 +229,7 @@ test("a person signs in, uploads, browses, edits and deletes images, and signs o
     const hoursLeft = (expiresAt - Date.now()) / 3_600_000;
     assert.ok(hoursLeft > 23.9 && hoursLeft <= 24, `the link expires in ${hoursLeft} hours`);
     assert.match(await page.locator("#link-expires").innerText(), /^Works without a key until /);
+    await screenshot(page, "web-detail-link.png");
 
     const stranger = await (await launchBrowser(t)).newPage();
     const response = await stranger.goto(signedLink);
