@@ -5,15 +5,20 @@
  * again converges on later changes; `--verify` re-reads every hash and repairs wrong bytes.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
+import type { LightMyRequestResponse } from "fastify";
+import { closeRedis, connectRedis } from "../../src/services/redis.js";
 import { S3BlobStore } from "../../src/storage/s3-blob-store.js";
 import { auth, buildTestApp, type TestApp } from "../helpers/app.js";
 import { runCli } from "../helpers/cli.js";
 import { fixture } from "../helpers/fixtures.js";
 import { upload } from "../helpers/http.js";
 import { createScaleOutBackend, s3StorageConfig, scaleOutSkipReason, type ScaleOutBackend } from "../helpers/scale-out.js";
+
+const redisUrl = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** An embedded app whatever IMGVAULT_TEST_BACKEND says: SQLite and files in its data directory. */
 function embeddedApp(t: TestContext): Promise<TestApp> {
@@ -30,8 +35,21 @@ async function freshBackend(t: TestContext): Promise<ScaleOutBackend> {
   return backend;
 }
 
-function migrate(source: TestApp, backend: ScaleOutBackend, ...flags: string[]) {
-  return runCli(["migrate-storage", "--from-data-dir", source.dataDir, ...flags], { env: { ...backend.env, IMGVAULT_TEST_BACKEND: "" } });
+/** The real command, its target named by `env` as a node's would be. */
+function migrate(source: TestApp, env: Record<string, string>, ...flags: string[]) {
+  return runCli(["migrate-storage", "--from-data-dir", source.dataDir, ...flags], { env: { REDIS_URL: "", ...env, IMGVAULT_TEST_BACKEND: "" } });
+}
+
+/** A Redis key prefix of this test's own, its keys removed afterwards. */
+function redisEnv(t: TestContext): Record<string, string> {
+  const prefix = `imgvault-migrate-${process.pid}-${randomBytes(4).toString("hex")}:`;
+  t.after(async () => {
+    const redis = await connectRedis({ url: redisUrl, keyPrefix: "" });
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await closeRedis(redis);
+  });
+  return { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix };
 }
 
 /** Every page of the list, following Link headers, as the client sees it. */
@@ -39,7 +57,7 @@ async function listing(app: TestApp["app"], key: string): Promise<unknown[]> {
   const all: unknown[] = [];
   let url: string | undefined = "/image/?limit=3";
   while (url) {
-    const response = await app.inject({ method: "GET", url, headers: auth(key) });
+    const response: LightMyRequestResponse = await app.inject({ method: "GET", url, headers: auth(key) });
     assert.equal(response.statusCode, 200, response.body);
     all.push(...response.json<unknown[]>());
     const next = /<([^>]+)>;\s*rel="next"/.exec(String(response.headers.link ?? ""));
@@ -64,6 +82,10 @@ async function assertServesTheSame(source: TestApp, target: TestApp, keys: strin
   }
 }
 
+function flipByte(bytes: Buffer, at: number): void {
+  bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
+}
+
 describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
   test("copies an embedded instance to PostgreSQL + S3; the scale-out app serves identical listings and bytes to the old keys", async (t) => {
     const source = await embeddedApp(t);
@@ -82,17 +104,27 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
     const renamed = await upload(source.app, ann, fixture("valid/small.jpg").path, "x", { method: "PATCH", url: "/image/still.webp/", fields: { name: "renamed.jpg" } });
     assert.equal(renamed.statusCode, 200, renamed.body);
 
+    // A URL the old instance signed, to be served by the new one.
+    const signing = await source.app.inject({ method: "POST", url: "/image/dance.gif/signed-url", headers: auth(ann), payload: { expires_in: 3600 } });
+    assert.equal(signing.statusCode, 200, signing.body);
+    const signedUrl = new URL(signing.json<{ url: string }>().url);
+
     const backend = await freshBackend(t);
-    const result = await migrate(source, backend, "--verify");
+    const env = { ...backend.env, ...redisEnv(t) };
+    const result = await migrate(source, env, "--verify");
     assert.equal(result.code, 0, result.stderr + result.stdout);
+    assert.match(result.stdout, /signing keys: copied to Redis/);
     assert.match(result.stdout, /users:\s+2 copied/);
     assert.match(result.stdout, /images:\s+6 copied/);
     assert.match(result.stdout, /blobs:\s+5 copied/, "identical bytes of two users are copied once");
     assert.match(result.stdout, /verified:\s+6 images, \d+ bytes re-read and hashed, 0 repaired, 0 problems/);
 
-    const target = await scaleOutApp(t, backend);
+    const target = await buildTestApp(t, env);
     assert.equal(target.config.database.kind, "postgres");
     await assertServesTheSame(source, target, [ann, bob]);
+    const signed = await target.app.inject({ method: "GET", url: signedUrl.pathname + signedUrl.search });
+    assert.equal(signed.statusCode, 200, `a URL signed before the migration still works: ${signed.body}`);
+    assert.ok(signed.rawPayload.equals(await readFile(fixture("valid/animated.gif").path)));
     // New rows are numbered after the copied ones (ids were kept).
     const fresh = await upload(target.app, bob, fixture("valid/alpha.png").path, "after.png");
     assert.equal(fresh.statusCode, 201, fresh.body);
@@ -108,9 +140,9 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
       assert.equal((await upload(source.app, key, fixture("valid/small.png").path, name)).statusCode, 201);
     }
     const backend = await freshBackend(t);
-    assert.equal((await migrate(source, backend)).code, 0);
+    assert.equal((await migrate(source, backend.env)).code, 0);
 
-    const again = await migrate(source, backend);
+    const again = await migrate(source, backend.env);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /users:\s+0 copied, 0 updated, 1 already there/);
     assert.match(again.stdout, /images:\s+0 copied, 0 removed or replaced, 3 already there/);
@@ -122,7 +154,7 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
     assert.equal((await upload(source.app, key, fixture("valid/still.gif").path, "d.gif")).statusCode, 201);
     await source.app.services.accounts.revokeKey((await source.app.services.accounts.findUser("carol")).id, spare.row.id);
 
-    const last = await migrate(source, backend, "--verify");
+    const last = await migrate(source, backend.env, "--verify");
     assert.equal(last.code, 0, last.stderr + last.stdout);
     assert.match(last.stdout, /images:\s+2 copied, 2 removed or replaced, 1 already there/);
     const target = await scaleOutApp(t, backend);
@@ -136,19 +168,19 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
     const key = await source.userKey("dave");
     const good = (await upload(source.app, key, fixture("valid/small.png").path, "good.png")).json<{ sha256: string }>();
     const backend = await freshBackend(t);
-    assert.equal((await migrate(source, backend)).code, 0);
+    assert.equal((await migrate(source, backend.env)).code, 0);
 
     // Damage the target copy of good.png: same key, other bytes of the same length.
     const original = await readFile(fixture("valid/small.png").path);
     const damaged = Buffer.from(original);
-    damaged[damaged.length - 20] ^= 0xff;
+    flipByte(damaged, damaged.length - 20);
     const scratch = join(source.dataDir, "damaged.bin");
     await writeFile(scratch, damaged);
     const store = new S3BlobStore(s3StorageConfig(backend.env));
     t.after(() => store.close());
     await store.putFile(scratch, good.sha256, damaged.length);
 
-    const verified = await migrate(source, backend, "--verify");
+    const verified = await migrate(source, backend.env, "--verify");
     assert.equal(verified.code, 0, verified.stdout);
     assert.match(verified.stdout, /1 repaired, 0 problems/);
     assert.match(verified.stdout, new RegExp(`REPAIRED ${good.sha256}: its bytes hash to`));
@@ -161,9 +193,9 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
     const broken = (await upload(source.app, key, fixture("valid/small.jpg").path, "broken.jpg")).json<{ sha256: string }>();
     const sourceFile = join(source.dataDir, "blobs", broken.sha256.slice(0, 2), broken.sha256.slice(2, 4), broken.sha256);
     const sourceBytes = await readFile(sourceFile);
-    sourceBytes[100] ^= 0xff;
+    flipByte(sourceBytes, 100);
     await writeFile(sourceFile, sourceBytes);
-    const partial = await migrate(source, backend);
+    const partial = await migrate(source, backend.env);
     assert.equal(partial.code, 3, partial.stdout + partial.stderr);
     assert.match(partial.stdout, /SKIPPED image \d+ "broken.jpg": bytes corrupt in the source/);
     assert.equal(await store.stat(broken.sha256), undefined, "nothing stored under the hash");
@@ -175,7 +207,7 @@ describe("imgvault migrate-storage", { skip: scaleOutSkipReason }, () => {
     const backend = await freshBackend(t);
     const other = await scaleOutApp(t, backend);
     await other.userKey("someone-else");
-    const refused = await migrate(source, backend);
+    const refused = await migrate(source, backend.env);
     assert.equal(refused.code, 8);
     assert.match(refused.stderr, /already holds users that did not come from this source: "someone-else"/);
 

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { ParseArgsConfig } from "node:util";
@@ -6,6 +6,8 @@ import { loadConfig, type Config } from "../../config.js";
 import { openDatabase, type OpenDatabase } from "../../db/database.js";
 import { AppError } from "../../errors.js";
 import { MigrationConflictError, migrateStorage, type MigrationReport } from "../../services/migrate-storage.js";
+import { closeRedis, connectRedis } from "../../services/redis.js";
+import { loadKeyRing, sharedSigningKeysKey, signingKeysFileName } from "../../services/signing.js";
 import type { BlobStore } from "../../storage/blob-store.js";
 import { createBlobStore } from "../../storage/index.js";
 
@@ -31,6 +33,7 @@ export const migrateStorageCommand: MigrateCommand = {
     "with S3_*. Ids are kept. Run it again to copy what changed since (it converges on the source, skipping bytes\n" +
     "already there once their hash is verified); stop the old server before the last run, start the new nodes after.\n" +
     "--verify re-reads every migrated image's bytes from the target and checks their SHA-256 (wrong ones are copied again).\n" +
+    "With REDIS_URL, the source's generated signing keys go to Redis (if it holds none), so old signed URLs keep working.\n" +
     "Exit status: 0 done, 3 images skipped (bytes missing or corrupt in the source: run `imgvault fsck` there),\n" +
     "4 verification found problems, 8 refused or failed.",
   options: {
@@ -62,7 +65,8 @@ export const migrateStorageCommand: MigrateCommand = {
         verify: values.verify === true,
         log: (line) => process.stderr.write(`  ${line}\n`),
       });
-      process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      const signingKeys = await carrySigningKeys(sourceConfig, targetConfig);
+      process.stdout.write(values.json ? `${JSON.stringify({ ...report, signingKeys }, null, 2)}\n` : `${formatReport(report)}signing keys: ${signingKeys}\n`);
       if (report.verification && report.verification.problems.length > 0) return migrateExit.verificationFailed;
       return report.skipped.length > 0 ? migrateExit.imagesSkipped : migrateExit.done;
     } catch (error) {
@@ -78,6 +82,34 @@ export const migrateStorageCommand: MigrateCommand = {
     }
   },
 };
+
+/**
+ * URLs the old instance signed keep working when its generated key ring moves to where the nodes
+ * share theirs: Redis (only if Redis holds no ring yet). Configured keys are the operator's to set.
+ */
+async function carrySigningKeys(source: Config, target: Config): Promise<string> {
+  if (target.signingKeys !== undefined) return "configured (IMGVAULT_SIGNING_KEYS); the source's generated keys were not copied";
+  const path = join(source.dataDir, signingKeysFileName);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "the source has none (it never signed a URL)";
+    throw error;
+  }
+  // Refuse to spread a damaged file: this throws a ConfigError naming it.
+  await loadKeyRing(undefined, source.dataDir);
+  if (target.redis === undefined) {
+    return `not copied: without REDIS_URL each node keeps its own keys, so URLs signed by the old instance stop verifying (set REDIS_URL, or IMGVAULT_SIGNING_KEYS on every node)`;
+  }
+  const redis = await connectRedis(target.redis);
+  try {
+    const stored = await redis.set(sharedSigningKeysKey, text, "NX");
+    return stored === "OK" ? "copied to Redis: URLs signed by the old instance keep working" : "Redis already holds a key ring; left as it is";
+  } finally {
+    await closeRedis(redis);
+  }
+}
 
 function refuseSameEndpoints(source: Config, target: Config): void {
   const sameDatabase = source.database.kind === "sqlite" && target.database.kind === "sqlite" && source.database.file === target.database.file;
