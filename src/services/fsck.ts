@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { rm, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BlobsRepository } from "../db/repositories/blobs.js";
+import { inTransaction } from "../db/repositories/index.js";
 import { IntegrityRepository, type ImageReference } from "../db/repositories/integrity.js";
 import { isAppError } from "../errors.js";
 import type { BlobStore } from "../storage/blob-store.js";
@@ -262,8 +263,12 @@ export async function fsck(services: FsckServices, options: FsckOptions = {}): P
     for (const sha256 of stuck) {
       let repaired = false;
       if (repair) {
-        await blobs.delete(sha256);
-        await blobRows.remove(sha256);
+        // As a collector finishes: under the `deleting` row's lock, so no other collector or upload interleaves.
+        await inTransaction(database.db, async (repos) => {
+          if (!(await repos.blobs.lockDeleting(sha256))) return;
+          await blobs.delete(sha256);
+          await repos.blobs.remove(sha256);
+        });
         repaired = true;
       }
       problem({ kind: "stuck_deleting", sha256, detail: "A collection of unreferenced bytes stopped half-way." }, repaired);
