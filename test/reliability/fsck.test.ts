@@ -241,7 +241,9 @@ describe("imgvault fsck command", () => {
     const lost = await store(testApp, key, "valid/small.png", "lost.png");
     await store(testApp, key, "valid/small.jpg", "kept.jpg");
     const args = ["--data-dir", testApp.dataDir];
-    const env = { IMGVAULT_GC_GRACE_SECONDS: "0" };
+    // The command reads the same configuration as the server: the same database when a test run uses PostgreSQL.
+    const { database } = testApp.config;
+    const env: Record<string, string> = { IMGVAULT_GC_GRACE_SECONDS: "0", STORAGE: "fs", ...(database.kind === "postgres" ? { DATABASE_URL: database.url } : {}) };
 
     const clean = await runCli(["fsck", ...args], { env });
     assert.equal(clean.code, 0, clean.stderr + clean.stdout);
