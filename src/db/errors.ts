@@ -32,6 +32,9 @@ const unavailableCodes = new Set([
   "40P01", // deadlock_detected: safe to retry
 ]);
 
+/** Text PostgreSQL cannot hold (U+0000, invalid UTF-8): the client's input, never a fault of the database. */
+const unstorableTextCodes = new Set(["22021", "22P05"]);
+
 /**
  * Turns a driver error into the project's own: a database that is busy or gone becomes a 503 with
  * Retry-After, so the service never shows driver details and clients know to try again.
@@ -39,6 +42,9 @@ const unavailableCodes = new Set([
 export function translateDbError(error: unknown): unknown {
   if (error instanceof AppError) return error;
   const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && unstorableTextCodes.has(code)) {
+    return new AppError("bad_request", "The request holds a character that cannot be stored (such as U+0000).", { cause: error });
+  }
   const message = error instanceof Error ? error.message : "";
   if (
     (typeof code === "string" && unavailableCodes.has(code)) ||

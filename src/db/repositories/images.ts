@@ -31,6 +31,7 @@ export class ImagesRepository {
   }
 
   findByName(userId: number, name: string): Promise<ImageRow | undefined> {
+    if (holdsNul(name)) return Promise.resolve(undefined);
     return this.db
       .selectFrom("images")
       .selectAll()
@@ -99,6 +100,7 @@ export class ImagesRepository {
 
   /** Deletes the user's image by name (only if it still holds `expectedSha256`, when given). */
   delete(userId: number, name: string, expectedSha256?: string): Promise<ImageRow | undefined> {
+    if (holdsNul(name)) return Promise.resolve(undefined);
     let query = this.db.deleteFrom("images").where("user_id", "=", userId).where("name", "=", name);
     if (expectedSha256 !== undefined) query = query.where("sha256", "=", expectedSha256);
     return query.returningAll().executeTakeFirst();
@@ -128,4 +130,12 @@ export class ImagesRepository {
       .executeTakeFirstOrThrow();
     return { images: Number(row.images), bytes: Number(row.bytes ?? 0) };
   }
+}
+
+/**
+ * No stored name holds U+0000: names refuse control characters, and PostgreSQL text cannot hold
+ * it at all (it rejects the query). So a look-up of such a name finds nothing, on every dialect.
+ */
+export function holdsNul(text: string): boolean {
+  return text.includes("\u0000");
 }

@@ -1,5 +1,6 @@
 import type { Db } from "../database.js";
 import { isUniqueViolation } from "../errors.js";
+import { holdsNul } from "./images.js";
 import type { UserRow } from "../schema.js";
 
 /** Users and their password hashes. */
@@ -21,6 +22,7 @@ export class UsersRepository {
   }
 
   findByUsername(username: string): Promise<UserRow | undefined> {
+    if (holdsNul(username)) return Promise.resolve(undefined);
     return this.db.selectFrom("users").selectAll().where("username", "=", username).executeTakeFirst();
   }
 
