@@ -1,21 +1,6 @@
-import type { ParseArgsConfig } from "node:util";
-import type { Config } from "../../config.js";
-import { openDatabase } from "../../db/database.js";
 import type { KeyScope } from "../../db/schema.js";
 import { AppError } from "../../errors.js";
-import { AccountsService } from "../../services/accounts.js";
-import { systemClock } from "../../services/clock.js";
-
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-/** The shape of an entry of the command table in `src/cli/main.ts`. */
-export interface KeyCommand {
-  summary: string;
-  usage: string;
-  options: Options;
-  run(values: Values, config: Config): Promise<number>;
-}
+import { requireString, withAccounts, type Command } from "../command.js";
 
 const units: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
 /** The longest lifetime the API accepts (10 years), kept the same here. */
@@ -41,24 +26,10 @@ export function scopeFromOption(value: string | boolean | undefined): KeyScope {
   throw new AppError("validation_failed", "--scope is read or read-write.");
 }
 
-function requireString(values: Values, name: string): string {
-  const value = values[name];
-  if (typeof value !== "string" || value === "") throw new AppError("validation_failed", `--${name} is required.`);
-  return value;
-}
 
-async function withAccounts<T>(config: Config, work: (accounts: AccountsService) => Promise<T>): Promise<T> {
-  const database = await openDatabase(config.database);
-  try {
-    // No principal cache: every CLI call is one short process.
-    return await work(new AccountsService(database.db, systemClock, 0));
-  } finally {
-    await database.close();
-  }
-}
 
 /** Administrative key commands: they act on the database directly, as list-keys and revoke-key do. */
-export const keyCommands: Record<string, KeyCommand> = {
+export const keyCommands: Record<string, Command> = {
   "create-key": {
     summary: "Print a new access key for an existing user, with a label, a scope and an expiry.",
     usage: "imgvault create-key --username NAME [--label L] [--scope read|read-write] [--expires-in 30d] [--data-dir D]",

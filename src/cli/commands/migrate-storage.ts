@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { ParseArgsConfig } from "node:util";
 import { loadConfig, type Config } from "../../config.js";
 import { openDatabase, type OpenDatabase } from "../../db/database.js";
 import { AppError } from "../../errors.js";
@@ -10,21 +9,12 @@ import { closeRedis, connectRedis } from "../../services/redis.js";
 import { loadKeyRing, sharedSigningKeysKey, signingKeysFileName } from "../../services/signing.js";
 import type { BlobStore } from "../../storage/blob-store.js";
 import { createBlobStore } from "../../storage/index.js";
-
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-interface MigrateCommand {
-  summary: string;
-  usage: string;
-  options: Options;
-  run(values: Values, config: Config): Promise<number>;
-}
+import type { Command } from "../command.js";
 
 /** Exit statuses: callers (scripts, CI) can tell a clean copy from a partial one. */
 export const migrateExit = { done: 0, imagesSkipped: 3, verificationFailed: 4, failed: 8 } as const;
 
-export const migrateStorageCommand: MigrateCommand = {
+export const migrateStorageCommand: Command = {
   summary: "Copy an embedded instance (SQLite + files) to the configured PostgreSQL/S3; resumable, --verify checks every hash.",
   usage:
     "imgvault migrate-storage --from-data-dir D [--verify] [--json]\n\n" +
@@ -156,6 +146,6 @@ function formatReport(report: MigrationReport): string {
 }
 
 /** Spread into the command table of `src/cli/main.ts`. */
-export const migrateStorageCommands: Record<string, MigrateCommand> = {
+export const migrateStorageCommands: Record<string, Command> = {
   "migrate-storage": migrateStorageCommand,
 };

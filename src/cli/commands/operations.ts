@@ -1,21 +1,11 @@
-import type { ParseArgsConfig } from "node:util";
 import type { Config } from "../../config.js";
+import type { Command, Values } from "../command.js";
 import { AppError } from "../../errors.js";
 import { backup, BackupError, restore } from "../../services/backup.js";
 import { fsck, formatFsckReport } from "../../services/fsck.js";
 import { createServices, type Services } from "../../services/index.js";
 import { createBlobStore } from "../../storage/index.js";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-/** The shape of an entry of the command table in `src/cli/main.ts`. */
-export interface OperationsCommand {
-  summary: string;
-  usage: string;
-  options: Options;
-  run(values: Values, config: Config): Promise<number>;
-}
 
 /** Exit statuses of `fsck`, after e2fsck's: callers can tell "fixed" from "still broken". */
 export const fsckExit = { clean: 0, repaired: 1, problemsRemain: 4, failed: 8 } as const;
@@ -29,7 +19,7 @@ async function withServices<T>(config: Config, work: (services: Services) => Pro
   }
 }
 
-export const fsckCommand: OperationsCommand = {
+export const fsckCommand: Command = {
   summary: "Check every image against its stored bytes; --repair removes leftovers (safe beside a running server).",
   usage:
     "imgvault fsck [--repair] [--quick] [--json] [--data-dir D]\n\n" +
@@ -67,7 +57,7 @@ function positionalDirectory(values: Values, command: string): string {
   return dir;
 }
 
-export const backupCommand: OperationsCommand = {
+export const backupCommand: Command = {
   summary: "Write a consistent backup (SQLite snapshot plus every referenced blob, hash-checked) into a new directory; safe while the server runs.",
   usage:
     "imgvault backup <dir> [--data-dir D]\n\n" +
@@ -94,7 +84,7 @@ export const backupCommand: OperationsCommand = {
   },
 };
 
-export const restoreCommand: OperationsCommand = {
+export const restoreCommand: Command = {
   summary: "Restore a backup into the configured instance (stop the server first): blobs, then the database.",
   usage:
     "imgvault restore <dir> [--force] [--data-dir D]\n\n" +
@@ -122,7 +112,7 @@ export const restoreCommand: OperationsCommand = {
 };
 
 /** The operations commands, spread into the command table of `src/cli/main.ts`. */
-export const operationsCommands: Record<string, OperationsCommand> = {
+export const operationsCommands: Record<string, Command> = {
   fsck: fsckCommand,
   backup: backupCommand,
   restore: restoreCommand,
