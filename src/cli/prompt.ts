@@ -13,10 +13,11 @@ export async function ask(question: string): Promise<string> {
 /** Asks for a secret on the terminal without echoing it. */
 export function askHidden(question: string): Promise<string> {
   const input = process.stdin;
-  process.stderr.write(question);
   return new Promise((resolve, reject) => {
     let answer = "";
+    // Echo goes off before the prompt appears, so even a fast typist's first key is not shown.
     input.setRawMode(true);
+    process.stderr.write(question);
     input.resume();
     input.setEncoding("utf8");
     const finish = (error?: Error) => {
