@@ -421,7 +421,7 @@ async function main(): Promise<void> {
       const average = (pick: (figure: Figure) => number) => figures.reduce((sum, figure) => sum + pick(figure), 0) / Math.max(1, figures.length);
       return `${average((figure) => figure.nodeCores).toFixed(2)} / ${average((figure) => figure.otherCores).toFixed(2)}`;
     };
-    lines.push(`| cores used on average: imgvault nodes / everything else (PostgreSQL, S3 engine, load generator) | ${names.map(cores).join(" | ")} |`);
+    lines.push(`| cores used on average: imgvault nodes / everything else but the load generator (PostgreSQL, S3 engine, other work) | ${names.map(cores).join(" | ")} |`);
     process.stdout.write(
       [
         "",
