@@ -66,6 +66,8 @@ export type InspectedImage = ImageInfo & { metadata: string | null };
 
 export const defaultPageSize = 100;
 export const maxPageSize = 1000;
+/** Whole-image reads up to this size are read into memory at once: the default chunk of a file stream. */
+const wholeReadMaxBytes = 64 * 1024;
 
 /**
  * What the image operations mean: names, validation, content-addressed storage, transactions and
@@ -191,6 +193,12 @@ export class ImagesService {
         const bytes = await readAll(await this.blobs.read(row.sha256));
         this.hot.set(row.sha256, bytes);
         return { kind: "buffer", bytes };
+      }
+      if (range === undefined && row.bytes > 0 && row.bytes <= wholeReadMaxBytes) {
+        // No larger than one chunk of a stream, so no more memory: answered with one write instead
+        // of a piped stream, and the exact range spares the read that only finds the end of file.
+        // bench/ measured ~85 µs of CPU less per cold GET of a 10 KB image.
+        return { kind: "buffer", bytes: await readAll(await this.blobs.read(row.sha256, { start: 0, end: row.bytes - 1 })) };
       }
       return { kind: "stream", stream: await this.blobs.read(row.sha256, range) };
     } catch (error) {
