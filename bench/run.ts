@@ -12,10 +12,11 @@
  * BENCH_SERVER=dist|tsx (dist), BENCH_LOG_LEVEL passed to the server as LOG_LEVEL (unset: the
  * server's default), BENCH_PROFILE=DIR to write the server's V8 CPU profiles there, BENCH_KEEP=1 to
  * keep the data directory, BENCH_QUIET_CORES / BENCH_QUIET_WAIT: before each measurement wait up to
- * that many seconds (120) for other processes to use less than that many cores (0.25).
+ * that many seconds (120) for other processes to use less than that many cores (0.25),
+ * BENCH_AUTOCANNON_BODIES=1 to let autocannon collect response bodies as it does by default.
  */
 import { spawnSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, readdirSync, statSync } from "node:fs";
+import { closeSync, createWriteStream, openSync, readdirSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -33,8 +34,11 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 // autocannon appends every response body to a string (for its optional body checks, unused here):
 // decoding 1 MB of JPEG as UTF-8 per response capped it at ~60 req/s on this machine, measuring the
 // load generator instead of the server. Dropping the bodies lifts that cap (~5× for the JPEG).
-const requestsQueue = createRequire(import.meta.url)("autocannon/lib/pipelinedRequestsQueue.js") as { prototype: { addBody(data: unknown): void } };
-requestsQueue.prototype.addBody = () => {};
+// BENCH_AUTOCANNON_BODIES=1 keeps autocannon's own behaviour, to compare with figures taken with it.
+if (process.env.BENCH_AUTOCANNON_BODIES !== "1") {
+  const requestsQueue = createRequire(import.meta.url)("autocannon/lib/pipelinedRequestsQueue.js") as { prototype: { addBody(data: unknown): void } };
+  requestsQueue.prototype.addBody = () => {};
+}
 
 const settings = {
   duration: positiveNumber("BENCH_DURATION", 10),
@@ -134,13 +138,17 @@ interface RunningServer {
 async function startServer(name: string, dataDir: string, logDir: string, env: Record<string, string>): Promise<RunningServer> {
   const { command, args } = cliCommand();
   const nodeArgs = settings.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${settings.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const log = createWriteStream(join(logDir, `${name}.log`));
+  // The server logs straight into a file: piping its log through this process would bill the
+  // load generator for the server's logging.
+  const logFile = join(logDir, `${name}.log`);
+  const logFd = openSync(logFile, "a");
   const child = spawnTracked(
     command,
     [...nodeArgs, ...args, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir],
-    { cwd: root, env: cleanEnv({ ...env, ...(settings.logLevel ? { LOG_LEVEL: settings.logLevel } : {}) }), stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: cleanEnv({ ...env, ...(settings.logLevel ? { LOG_LEVEL: settings.logLevel } : {}) }), stdio: ["ignore", logFd, "pipe"] },
   );
-  child.stdout?.pipe(log);
+  closeSync(logFd);
+  const log = createWriteStream(logFile, { flags: "a" });
   child.stderr?.on("data", (chunk: Buffer) => log.write(chunk));
   const url = await waitForLine(child, child.stderr!, /imgvault listening on (\S+)/, `server ${name}`);
   return { child, url };
