@@ -1,5 +1,4 @@
 import { PassThrough, type Readable } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { BlobInfo, BlobStore, ByteRange } from "../../src/storage/blob-store.js";
 import { FsBlobStore, translateFsError } from "../../src/storage/fs-blob-store.js";
 
@@ -16,8 +15,8 @@ export class FaultyBlobStore implements BlobStore {
   private readonly faults = new Map<BlobOperation, FaultCode>();
   /** Reads that deliver this many bytes and then fail (a disk error in the middle of a file). */
   private midStreamFault: { afterBytes: number; code: FaultCode } | undefined;
-  /** A slow disk (or a far object store): opening a blob for reading takes this long. */
-  private readDelayMs = 0;
+  /** A held read: the next read waits here until the test releases it. */
+  private readGate: { reached: () => void; released: Promise<void> } | undefined;
 
   constructor(root: string) {
     this.inner = new FsBlobStore(root);
@@ -37,9 +36,17 @@ export class FaultyBlobStore implements BlobStore {
     this.midStreamFault = { afterBytes, code };
   }
 
-  /** Later reads wait `ms` before opening the blob, which widens the gap between reading a row and its bytes. */
-  delayReads(ms: number): void {
-    this.readDelayMs = ms;
+  /**
+   * Holds the next read before it opens the blob, which parks a request between reading an image
+   * row and opening its bytes. `reached` resolves once a read is parked; `release()` lets it go on.
+   */
+  holdNextRead(): { reached: Promise<void>; release: () => void } {
+    let release!: () => void;
+    let reached!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
+    this.readGate = { reached, released };
+    return { reached: reachedPromise, release };
   }
 
   /** The disk recovers: clears every fault (or the one of `operation`). */
@@ -48,7 +55,6 @@ export class FaultyBlobStore implements BlobStore {
     else {
       this.faults.clear();
       this.midStreamFault = undefined;
-      this.readDelayMs = 0;
     }
   }
 
@@ -64,7 +70,12 @@ export class FaultyBlobStore implements BlobStore {
 
   async read(sha256: string, range?: ByteRange): Promise<Readable> {
     this.assertHealthy("read");
-    if (this.readDelayMs > 0) await sleep(this.readDelayMs);
+    const gate = this.readGate;
+    if (gate) {
+      this.readGate = undefined;
+      gate.reached();
+      await gate.released;
+    }
     const stream = await this.inner.read(sha256, range);
     const fault = this.midStreamFault;
     if (!fault) return stream;

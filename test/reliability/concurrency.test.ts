@@ -143,13 +143,16 @@ describe("concurrent requests on one image", () => {
     const key = await testApp.userKey();
     const [first, second] = [fixture("valid/small.png"), fixture("valid/small.jpg")];
     assert.equal((await upload(testApp.app, key, first.path, "a.png")).statusCode, 201);
-    store.delayReads(150);
-    const [read, replaced] = await Promise.all([
-      testApp.app.inject({ method: "GET", url: "/image/a.png/", headers: auth(key) }),
-      // Lands while the GET waits to open the first version's bytes, and collects them (grace period 0).
-      sleep(40).then(() => upload(testApp.app, key, second.path, "a.png", { method: "PATCH", url: "/image/a.png/" })),
-    ]);
+    const held = store.holdNextRead();
+    const reading = testApp.app.inject({ method: "GET", url: "/image/a.png/", headers: auth(key) });
+    await held.reached;
+    // Lands while the GET is parked before opening the first version's bytes, and collects them
+    // (grace period 0; sweep waits for the replacement's background collection).
+    const replaced = await upload(testApp.app, key, second.path, "a.png", { method: "PATCH", url: "/image/a.png/" });
     assert.equal(replaced.statusCode, 200);
+    await testApp.app.services.images.sweep();
+    held.release();
+    const read = await reading;
     assert.equal(await store.stat(sha256(await readFile(first.path))), undefined, "the first version was collected under the reader");
     assert.equal(read.statusCode, 200, read.body);
     assert.equal(read.headers["content-type"], "image/jpeg");
