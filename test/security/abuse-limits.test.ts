@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { syncBuiltinESMExports } from "node:module";
 import { connect, type Socket } from "node:net";
 import { PassThrough } from "node:stream";
@@ -8,7 +9,7 @@ import { describe, mock, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { auth, buildTestApp, multipart } from "../helpers/app.js";
 import { fixture } from "../helpers/fixtures.js";
-import { assertError, upload } from "../helpers/http.js";
+import { assertError, filesUnder, upload } from "../helpers/http.js";
 
 function login(app: FastifyInstance, username: string, password: string, remoteAddress = "203.0.113.7") {
   return app.inject({ method: "POST", url: "/api/token/", payload: { username, password }, remoteAddress });
@@ -78,7 +79,7 @@ describe("POST /api/token/ rate limits", () => {
 
 describe("concurrent uploads per key", () => {
   test("beyond the cap an upload is 429 with Retry-After; other keys go on; the slot frees when the upload ends", async (t) => {
-    const { app, userKey } = await buildTestApp(t, { IMGVAULT_MAX_CONCURRENT_UPLOADS_PER_KEY: "1" });
+    const { app, userKey, dataDir } = await buildTestApp(t, { IMGVAULT_MAX_CONCURRENT_UPLOADS_PER_KEY: "1" });
     const key = await userKey("uploader");
     const png = await readFile(fixture("valid/small.png").path);
     const body = await multipart([{ bytes: png, filename: "slow.png" }]);
@@ -86,8 +87,9 @@ describe("concurrent uploads per key", () => {
     // An upload whose body has not finished arriving holds the key's only slot.
     const slowBody = new PassThrough();
     const slow = app.inject({ method: "POST", url: "/image/", headers: { ...auth(key), ...body.headers }, payload: slowBody });
-    slowBody.write(body.payload.subarray(0, 100));
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    slowBody.write(body.payload.subarray(0, 400));
+    // Its file being staged shows it passed the cap and holds the slot.
+    while ((await filesUnder(join(dataDir, "tmp"))).length === 0) await new Promise((resolve) => setImmediate(resolve));
 
     const refused = await upload(app, key, fixture("valid/small.png").path, "second.png");
     assertError(refused, 429, "too_many_requests");
@@ -100,7 +102,7 @@ describe("concurrent uploads per key", () => {
     const otherKey = (await app.services.accounts.issueKey(user.id)).key;
     assert.equal((await upload(app, otherKey, fixture("valid/small.png").path, "other.png")).statusCode, 201);
 
-    slowBody.end(body.payload.subarray(100));
+    slowBody.end(body.payload.subarray(400));
     assert.equal((await slow).statusCode, 201);
     assert.equal((await upload(app, key, fixture("valid/small.png").path, "third.png")).statusCode, 201);
     // Refused uploads give their slot back too.
