@@ -1,9 +1,11 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { LRUCache } from "lru-cache";
 import type { ImageRow } from "../db/schema.js";
 import { isAppError } from "../errors.js";
-import { isIdentityTransform, type OutputFormat, type TransformSpec } from "../processing/transform-params.js";
+import { parseTransformParams, type OutputFormat } from "../processing/transform-params.js";
 import type { Services } from "../services/index.js";
 import { splitExtension } from "../services/names.js";
+import { parsedTransform, type ParsedTransform } from "../services/variants.js";
 import { sendRepresentation } from "./serving.js";
 
 export interface ImageResponseOptions {
@@ -50,11 +52,29 @@ export const imageReadResponses = {
   304: { description: "Not modified: the copy named by If-None-Match or If-Modified-Since is current.", type: "null" },
 } as const;
 
+/** Valid transform queries seen lately, by their raw query string: pages ask for the same few again and again. */
+const parsedQueries = new LRUCache<string, ParsedTransform>({ max: 1000 });
+
+/**
+ * The transform a GET asks for, from its query (`parseTransformParams`), remembered by the raw
+ * query string; refusals are not remembered.
+ * @throws AppError `invalid_parameter` naming the parameter.
+ */
+export function parseTransformQuery(request: FastifyRequest): ParsedTransform {
+  const at = request.url.indexOf("?");
+  const raw = at < 0 ? "" : request.url.slice(at + 1);
+  const known = parsedQueries.get(raw);
+  if (known) return known;
+  const parsed = parsedTransform(Object.freeze(parseTransformParams(request.query as Record<string, unknown>)));
+  parsedQueries.set(raw, parsed);
+  return parsed;
+}
+
 /** Lookups a read retries: a replacement may commit and collect the bytes of the row just read. */
 const maxLookups = 5;
 
 /**
- * Answers a GET/HEAD of the image `find` returns: its stored bytes when `spec` asks for nothing
+ * Answers a GET/HEAD of the image `find` returns: its stored bytes when `transform` asks for nothing
  * (strong ETag = the content hash; served from the hot cache or streamed, ranges read from the
  * store), otherwise the variant (its own strong ETag, Vary: Accept when negotiated), with
  * conditional and range requests either way.
@@ -68,14 +88,14 @@ export async function serveImage(
   reply: FastifyReply,
   services: Services,
   find: () => Promise<ImageRow>,
-  spec: TransformSpec,
+  transform: ParsedTransform,
   options: ImageResponseOptions,
 ): Promise<FastifyReply> {
   for (let lookup = 1; ; lookup += 1) {
     const row = await find();
     try {
       // Nothing is set on the reply before the bytes are open, so a retry starts clean.
-      return await serveRow(request, reply, services, row, spec, options);
+      return await serveRow(request, reply, services, row, transform, options);
     } catch (error) {
       if (!(isAppError(error) && error.code === "image_not_found") || lookup >= maxLookups) throw error;
     }
@@ -87,11 +107,11 @@ function serveRow(
   reply: FastifyReply,
   services: Services,
   row: ImageRow,
-  spec: TransformSpec,
+  transform: ParsedTransform,
   options: ImageResponseOptions,
 ): Promise<FastifyReply> {
   const lastModified = new Date(row.updated_at);
-  if (isIdentityTransform(spec)) {
+  if (transform.canonical === "") {
     return sendRepresentation(request, reply, {
       etag: `"${row.sha256}"`,
       lastModified,
@@ -108,7 +128,7 @@ function serveRow(
     });
   }
 
-  const plan = services.variants.plan(row, spec, request.headers.accept);
+  const plan = services.variants.plan(row, transform, request.headers.accept);
   return sendRepresentation(request, reply, {
     etag: `"${plan.key}"`,
     lastModified,
@@ -119,7 +139,7 @@ function serveRow(
       ...options.securityHeaders,
     },
     load: async () => {
-      const data = await services.variants.produce(row, spec, plan);
+      const data = await services.variants.produce(row, transform.spec, plan);
       return {
         size: data.length,
         open: (range) => Promise.resolve(range === undefined ? data : data.subarray(range.start, range.end + 1)),

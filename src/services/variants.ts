@@ -1,7 +1,8 @@
+import { LRUCache } from "lru-cache";
 import sharp from "sharp";
 import type { ImageRow } from "../db/schema.js";
 import { negotiateFormat, outputContentTypes } from "../processing/output-format.js";
-import { variantParams, type OutputFormat, type TransformSpec } from "../processing/transform-params.js";
+import { canonicalTransformParams, variantParams, type OutputFormat, type TransformSpec } from "../processing/transform-params.js";
 import { assertOutputWithinLimit, transformImage, type OutputSize, type TransformOptions } from "../processing/transform.js";
 import type { WorkQueue } from "../processing/work-queue.js";
 import type { HotCache } from "./hot-cache.js";
@@ -20,6 +21,16 @@ export interface VariantPlan {
   size: OutputSize;
 }
 
+/** A validated transform request with its canonical string (see `canonicalTransformParams`). */
+export interface ParsedTransform {
+  spec: TransformSpec;
+  canonical: string;
+}
+
+export function parsedTransform(spec: TransformSpec): ParsedTransform {
+  return { spec, canonical: canonicalTransformParams(spec) };
+}
+
 /** Where variants came from since start: computed, or served from memory or disk. Monotonic counters. */
 export interface VariantStats {
   computed: number;
@@ -35,6 +46,12 @@ export interface VariantStats {
 export class VariantService {
   readonly stats: VariantStats = { computed: 0, memoryHits: 0, diskHits: 0 };
   private waitingRequests = 0;
+  /**
+   * Recent plans. A plan is a pure function of the source's content (its hash; `metadata` null or
+   * not, for rows stored before metadata existed), the canonical parameters and Accept, so a
+   * request for a variant already cached skips negotiation, planning and hashing.
+   */
+  private readonly plans = new LRUCache<string, VariantPlan>({ max: 10_000 });
   /**
    * Part of every key: a new libvips or another encoder effort may write other bytes for the same
    * parameters, and a strong ETag promises the same bytes (ranges of two encodings must never mix).
@@ -61,12 +78,18 @@ export class VariantService {
    * Decides the variant `spec` asks of `row` for a client that sends `accept`.
    * @throws AppError `output_too_large`
    */
-  plan(row: ImageRow, spec: TransformSpec, accept: string | undefined): VariantPlan {
+  plan(row: ImageRow, transform: ParsedTransform, accept: string | undefined): VariantPlan {
+    const memoKey = `${row.sha256}\n${row.metadata === null ? "-" : "+"}\n${transform.canonical}\n${accept ?? ""}`;
+    const known = this.plans.get(memoKey);
+    if (known) return known;
+    const { spec } = transform;
     const source = sourceImageOf(row);
     const { format, varyAccept } = negotiateFormat(spec.format, source, accept);
     const size = assertOutputWithinLimit(source, spec, format, this.options.maxOutputPixels);
     const key = variantKey(row.sha256, `${variantParams(spec, format)}\n${this.encoderFingerprint}`);
-    return { key, format, contentType: outputContentTypes[format], varyAccept, size };
+    const plan: VariantPlan = { key, format, contentType: outputContentTypes[format], varyAccept, size };
+    this.plans.set(memoKey, plan);
+    return plan;
   }
 
   /**

@@ -1,11 +1,10 @@
 import type {} from "@fastify/swagger";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError } from "../../errors.js";
-import { parseTransformParams } from "../../processing/transform-params.js";
 import { maxPageSize } from "../../services/images.js";
 import type { Services } from "../../services/index.js";
 import { authenticate, principalOf } from "../auth.js";
-import { imageReadResponses, serveImage, transformQuerySchema } from "../image-response.js";
+import { imageReadResponses, parseTransformQuery, serveImage, transformQuerySchema } from "../image-response.js";
 import { readImageUpload } from "../multipart.js";
 import { baseUrl, imagePath, presentImage } from "../presenters.js";
 import { imageSecurityHeaders, stripQuerySchema, type StripQuery } from "../privacy.js";
@@ -92,9 +91,9 @@ export async function imageRoutes(app: FastifyInstance, { services }: { services
     request: FastifyRequest<{ Params: NameParams; Querystring: Record<string, unknown> }>,
     reply: FastifyReply,
   ): Promise<FastifyReply> {
-    const spec = parseTransformParams(request.query);
+    const transform = parseTransformQuery(request);
     const { userId } = principalOf(request);
-    return serveImage(request, reply, services, () => images.find(userId, request.params.name), spec, {
+    return serveImage(request, reply, services, () => images.find(userId, request.params.name), transform, {
       // The bytes under a name can change: caches must ask again, and only the caller's own may keep them.
       cacheControl: "private, no-cache",
       securityHeaders: imageSecurityHeaders(services.config.imageHeaders),

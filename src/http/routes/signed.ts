@@ -1,16 +1,12 @@
 import type {} from "@fastify/swagger";
 import type { FastifyInstance } from "fastify";
 import { AppError } from "../../errors.js";
-import {
-  canonicalTransformParams,
-  parseTransformParams,
-  transformParameterNames,
-  type TransformSpec,
-} from "../../processing/transform-params.js";
+import { parseTransformParams, transformParameterNames } from "../../processing/transform-params.js";
 import type { Services } from "../../services/index.js";
 import { maxSignedUrlLifetimeSeconds } from "../../services/signing.js";
+import { parsedTransform, type ParsedTransform } from "../../services/variants.js";
 import { authenticate, principalOf } from "../auth.js";
-import { imageReadResponses, serveImage, transformQuerySchema } from "../image-response.js";
+import { imageReadResponses, parseTransformQuery, serveImage, transformQuerySchema } from "../image-response.js";
 import { baseUrl } from "../presenters.js";
 import { imageSecurityHeaders } from "../privacy.js";
 import { allowOnly, errorResponses } from "../schemas.js";
@@ -85,13 +81,13 @@ export async function signedUrlRoutes(app: FastifyInstance, { services }: { serv
         const value = body[name];
         if (value !== undefined) fields[name] = value;
       }
-      const spec = parseTransformParams(fields);
+      const transform = parsedTransform(parseTransformParams(fields));
       const row = await images.find(userId, request.params.name);
       // Refuse now what every GET of the URL would refuse (the output limit; `auto` is planned
       // for a client that accepts only the original's format).
-      if (Object.keys(fields).length > 0) services.variants.plan(row, spec, undefined);
+      if (transform.canonical !== "") services.variants.plan(row, transform, undefined);
       const resource = signedResource(userId, row.name);
-      const params = canonicalTransformParams(spec);
+      const params = transform.canonical;
       const signed = signer.sign({
         resource,
         params,
@@ -122,16 +118,16 @@ export async function signedUrlRoutes(app: FastifyInstance, { services }: { serv
     },
     handler: async (request, reply) => {
       const { owner, name } = request.params;
-      let spec: TransformSpec;
+      let transform: ParsedTransform;
       try {
-        spec = parseTransformParams(request.query);
+        transform = parseTransformQuery(request);
       } catch {
         // We never sign a parameter we would refuse: it was changed after signing.
         throw new AppError("signature_invalid");
       }
       const verified = signer.verify({
         resource: signedResource(owner, name),
-        params: canonicalTransformParams(spec),
+        params: transform.canonical,
         query: request.query,
       });
       const find = async () => {
@@ -141,7 +137,7 @@ export async function signedUrlRoutes(app: FastifyInstance, { services }: { serv
         }
         return row;
       };
-      return serveImage(request, reply, services, find, spec, {
+      return serveImage(request, reply, services, find, transform, {
         cacheControl: `public, max-age=${verified.secondsLeft}${verified.contentVersion === undefined ? "" : ", immutable"}`,
         securityHeaders: imageSecurityHeaders(services.config.imageHeaders),
       });
