@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -74,7 +74,8 @@ describe("graceful shutdown", () => {
     );
     socket.write(head);
     socket.write(photo.subarray(0, 300_000));
-    await sleep(200); // the server is reading this upload
+    // The server is reading this upload once its file is being staged.
+    while ((await readdir(join(dataDir, "tmp")).catch(() => [])).length === 0) await sleep(10);
 
     server.child.kill("SIGTERM");
     // Stops accepting: new connections are refused while the upload is still in flight.

@@ -6,15 +6,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { fsck } from "../../src/services/fsck.js";
 import { buildTestApp } from "../helpers/app.js";
+import { eventually } from "../helpers/eventually.js";
 import { fixture } from "../helpers/fixtures.js";
 
-async function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A multipart upload written by hand on a raw socket, so the test decides where the client vanishes. */
 function multipartParts(filename: string): { head: Buffer; tail: Buffer; boundary: string } {

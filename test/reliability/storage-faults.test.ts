@@ -3,7 +3,6 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test, type TestContext } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app.js";
@@ -11,6 +10,7 @@ import { loadConfig } from "../../src/config.js";
 import { fsck } from "../../src/services/fsck.js";
 import { FsBlobStore } from "../../src/storage/fs-blob-store.js";
 import { auth, buildTestApp, type TestApp } from "../helpers/app.js";
+import { eventually } from "../helpers/eventually.js";
 import { FaultyBlobStore } from "../helpers/faulty-blob-store.js";
 import { fixture, noiseJpeg } from "../helpers/fixtures.js";
 import { assertError, filesUnder, upload } from "../helpers/http.js";
@@ -217,11 +217,3 @@ describe("a real full disk (small tmpfs)", () => {
     await eventually(async () => (await readdir(staging)).length === 0, "the staged file of the stored upload is removed");
   });
 });
-
-async function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
-    await sleep(20);
-  }
-}
