@@ -14,9 +14,9 @@ import { healthRoutes } from "./http/routes/health.js";
 import { imageRoutes } from "./http/routes/images.js";
 import { signedUrlRoutes } from "./http/routes/signed.js";
 import { tokenRoutes } from "./http/routes/tokens.js";
-import { webRoutes } from "./http/routes/web.js";
 import { keyRoutes } from "./http/routes/keys.js";
 import { registerLoginRateLimit, registerUploadConcurrencyCap, serverTimeouts } from "./http/rate-limit.js";
+import { webRoutes } from "./http/routes/web.js";
 import { createServices, type ServiceOverrides, type Services } from "./services/index.js";
 
 declare module "fastify" {
