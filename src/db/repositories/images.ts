@@ -64,6 +64,16 @@ export class ImagesRepository {
     return query.orderBy("id", "desc").limit(limit).execute();
   }
 
+  /** How many images the user has: a count over the (user_id, id) index, for list pages. */
+  async countImages(userId: number): Promise<number> {
+    const row = await this.db
+      .selectFrom("images")
+      .select((eb) => eb.fn.countAll<number | string>().as("images"))
+      .where("user_id", "=", userId)
+      .executeTakeFirstOrThrow();
+    return Number(row.images);
+  }
+
   async countForUser(userId: number): Promise<{ images: number; bytes: number }> {
     const row = await this.db
       .selectFrom("images")
