@@ -15,8 +15,8 @@
  * that many seconds (120) for other processes to use less than that many cores (0.25),
  * BENCH_AUTOCANNON_BODIES=1 to let autocannon collect response bodies as it does by default.
  */
-import { spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, createWriteStream, openSync, readdirSync, statSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { closeSync, createWriteStream, openSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -27,6 +27,7 @@ import autocannon from "autocannon";
 import { killAllChildren, spawnTracked, stopChild, waitForLine } from "./children.js";
 import { cpuBetween, sampleCpu, type CpuUse } from "./cpu.js";
 import { photoJpeg, smallPng } from "./fixtures.js";
+import { ensureBuilt } from "./build.js";
 import { seedImages } from "./seed.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -70,31 +71,7 @@ function progress(message: string): void {
 // ---------------------------------------------------------------------------------------------
 // The server under test and its command line
 
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return newest;
-}
 
-/** Builds dist/ when any source file is newer than it: the benchmark measures the code as it is. */
-function ensureBuilt(): void {
-  if (settings.server !== "dist") return;
-  let built = 0;
-  try {
-    built = statSync(join(root, "dist/cli/main.js")).mtimeMs;
-  } catch {
-    // not built yet
-  }
-  if (built >= newestMtime(join(root, "src"))) return;
-  progress("dist/ is older than src/: building");
-  const result = spawnSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" });
-  if (result.status !== 0) {
-    // tsc still emits on type errors (someone's work in progress); measure what it emitted, loudly.
-    progress("WARNING: the build reported errors; benchmarking the JavaScript it emitted");
-  }
-}
 
 function cliCommand(): { command: string; args: string[] } {
   return settings.server === "dist"
@@ -392,7 +369,7 @@ function table(rows: Row[]): string {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  ensureBuilt();
+  if (settings.server === "dist") ensureBuilt(progress);
   const work = await mkdtemp(join(tmpdir(), "imgvault-bench-"));
   const cleanUp = async () => {
     killAllChildren();

@@ -19,10 +19,9 @@
  * it waits up to BENCH_QUIET_WAIT seconds (120) for the machine to be quiet (other processes, the
  * idle backends included, below BENCH_QUIET_CORES cores, 0.3).
  */
-import { spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createWriteStream, statSync, readdirSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -31,15 +30,15 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { loadConfig, type Config } from "../src/config.js";
 import { openDatabase } from "../src/db/database.js";
-import { inTransaction, repositories } from "../src/db/repositories/index.js";
-import { probeImage } from "../src/processing/probe.js";
 import { AccountsService } from "../src/services/accounts.js";
 import { systemClock } from "../src/services/clock.js";
 import { createBlobStore } from "../src/storage/index.js";
 import { createScaleOutBackend, scaleOutSkipReason, type ScaleOutBackend } from "../test/helpers/scale-out.js";
 import { killAllChildren, spawnTracked, stopChild, waitForLine } from "./children.js";
 import { cpuBetween, sampleCpu } from "./cpu.js";
+import { ensureBuilt } from "./build.js";
 import { photoJpeg, smallPng } from "./fixtures.js";
+import { seedRows } from "./seed.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -75,24 +74,6 @@ function progress(message: string): void {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-function ensureBuilt(): void {
-  if (settings.server !== "dist") return;
-  const newest = (dir: string) =>
-    readdirSync(dir, { recursive: true, withFileTypes: true })
-      .filter((entry) => entry.isFile())
-      .reduce((max, entry) => Math.max(max, statSync(join(entry.parentPath, entry.name)).mtimeMs), 0);
-  let built = 0;
-  try {
-    built = statSync(join(root, "dist/cli/main.js")).mtimeMs;
-  } catch {
-    // not built yet
-  }
-  if (built >= newest(join(root, "src"))) return;
-  progress("dist/ is older than src/: building");
-  if (spawnSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" }).status !== 0) {
-    progress("WARNING: the build reported errors; benchmarking the JavaScript it emitted");
-  }
-}
 
 /** The caller's environment without any imgvault, S3 or database setting: each node gets exactly `extra`. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -138,35 +119,7 @@ async function seed(config: Config, file: string): Promise<string> {
     const accounts = new AccountsService(database.db, systemClock, 0);
     const { user } = await accounts.ensureUser("bench", "bench-password-123");
     const { key } = await accounts.issueKey(user.id);
-    const bytes = await readFile(file);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const info = await probeImage(file, { maxPixels: config.maxPixels, maxFrames: config.maxFrames });
-    const start = Date.now() - settings.images * 1000;
-    const repos = repositories(database.db);
-    await repos.blobs.touch(sha256, bytes.length, new Date(start).toISOString());
-    await blobs.putFile(file, sha256, bytes.length);
-    for (let from = 0; from < settings.images; from += 1000) {
-      await inTransaction(database.db, async (trx) => {
-        for (let index = from; index < Math.min(settings.images, from + 1000); index += 1) {
-          const at = new Date(start + index * 1000).toISOString();
-          await trx.images.insert({
-            user_id: user.id,
-            name: `seed-${String(index).padStart(5, "0")}.png`,
-            sha256,
-            content_type: info.contentType,
-            format: info.format,
-            width: info.width,
-            height: info.height,
-            pages: info.pages,
-            bytes: bytes.length,
-            has_gps: 0,
-            metadata: null,
-            created_at: at,
-            updated_at: at,
-          });
-        }
-      });
-    }
+    await seedRows(database, blobs, config, user.id, settings.images, file);
     return key;
   } finally {
     await blobs.close();
@@ -394,7 +347,7 @@ async function main(): Promise<void> {
   if (settings.configs.some((name) => name.startsWith("scale-out")) && scaleOutSkipReason) {
     throw new Error(`${scaleOutSkipReason} (or BENCH_CONFIGS=embedded)`);
   }
-  ensureBuilt();
+  if (settings.server === "dist") ensureBuilt(progress);
   const work = await mkdtemp(join(tmpdir(), "imgvault-bench-scale-out-"));
   const configs: Configuration[] = [];
   try {

@@ -6,10 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { loadConfig } from "../src/config.js";
-import { openDatabase } from "../src/db/database.js";
+import { loadConfig, type Config } from "../src/config.js";
+import { openDatabase, type OpenDatabase } from "../src/db/database.js";
 import { inTransaction, repositories } from "../src/db/repositories/index.js";
 import { probeImage } from "../src/processing/probe.js";
+import type { BlobStore } from "../src/storage/blob-store.js";
 import { createBlobStore } from "../src/storage/index.js";
 
 export async function seedImages(options: { dataDir: string; username: string; count: number; file: string }): Promise<void> {
@@ -17,20 +18,29 @@ export async function seedImages(options: { dataDir: string; username: string; c
   const database = await openDatabase(config.database);
   const blobs = createBlobStore(config.storage);
   try {
-    const repos = repositories(database.db);
-    const user = await repos.users.findByUsername(options.username);
+    const user = await repositories(database.db).users.findByUsername(options.username);
     if (!user) throw new Error(`seed: no user "${options.username}"`);
-    const bytes = await readFile(options.file);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const info = await probeImage(options.file, { maxPixels: config.maxPixels, maxFrames: config.maxFrames });
-    const start = Date.now() - options.count * 1000;
-    await repos.blobs.touch(sha256, bytes.length, new Date(start).toISOString());
-    await blobs.putFile(options.file, sha256, bytes.length);
+    await seedRows(database, blobs, config, user.id, options.count, options.file);
+  } finally {
+    await blobs.close();
+    await database.close();
+  }
+}
+
+/** `count` rows of `userId` sharing the blob of `file`, inserted in transactions of 1000. */
+export async function seedRows(database: OpenDatabase, blobs: BlobStore, config: Config, userId: number, count: number, file: string): Promise<void> {
+  const bytes = await readFile(file);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const info = await probeImage(file, { maxPixels: config.maxPixels, maxFrames: config.maxFrames });
+  const start = Date.now() - count * 1000;
+  await repositories(database.db).blobs.touch(sha256, bytes.length, new Date(start).toISOString());
+  await blobs.putFile(file, sha256, bytes.length);
+  for (let from = 0; from < count; from += 1000) {
     await inTransaction(database.db, async (trx) => {
-      for (let index = 0; index < options.count; index += 1) {
+      for (let index = from; index < Math.min(count, from + 1000); index += 1) {
         const at = new Date(start + index * 1000).toISOString();
         await trx.images.insert({
-          user_id: user.id,
+          user_id: userId,
           name: `seed-${String(index).padStart(5, "0")}.png`,
           sha256,
           content_type: info.contentType,
@@ -46,8 +56,5 @@ export async function seedImages(options: { dataDir: string; username: string; c
         });
       }
     });
-  } finally {
-    await blobs.close();
-    await database.close();
   }
 }
